@@ -1,0 +1,379 @@
+"""The FER2013 dataset: parse the competition files once into a validated uint8 cache, and load it.
+
+    python -m competition.data --from PATH     # parse a zip / tar.gz / csv / folder into data/fer2013.npz
+    python -m competition.data --report        # counts per split and class, and FER2013's known quirks
+
+Accepted inputs (`--from`): the competition zip as Kaggle delivers it, `fer2013.tar.gz`, `fer2013.csv`
+(emotion,pixels,Usage), `icml_face_data.csv` (emotion, Usage, pixels: note the spaces), `train.csv`,
+`test.csv`, or a folder holding any of these. The test rows are the rows of `test.csv` in file order
+(PublicTest then PrivateTest, the submission order); their labels are filled in wherever a labelled file
+carries them, and are -1 (unknown) otherwise, as for PrivateTest in the developers' copy.
+
+Parsing is vectorised (one numpy pass over all pixel text), so the 300 MB csv loads in seconds. Bad input
+raises DataError naming the file, the line and what to do; the cache is written atomically, so a crash
+leaves either the old cache or the new one, never half of one.
+"""
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition import CLASSES, IMAGE_SIZE, NUM_CLASSES, paths
+
+CACHE_VERSION = 1
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
+USAGES = ("Training", "PublicTest", "PrivateTest")
+KNOWN_FILES = ("fer2013.csv", "icml_face_data.csv", "train.csv", "test.csv", "example_submission.csv")
+
+
+class DataError(Exception):
+    """Bad input: the message names the file, the line and what to do."""
+
+
+@dataclass
+class FerData:
+    train_images: np.ndarray  # (N, 48, 48) uint8, the Training rows
+    train_labels: np.ndarray  # (N,) int64, 0..6
+    test_images: np.ndarray  # (M, 48, 48) uint8, test.csv order = submission order
+    test_labels: np.ndarray  # (M,) int64, 0..6 or -1 where the label is unknown
+    test_usage: np.ndarray  # (M,) str, PublicTest or PrivateTest
+    example_submission: str | None  # the text of example_submission.csv when the download had it
+
+    @property
+    def public(self) -> np.ndarray:
+        return self.test_usage == "PublicTest"
+
+    @property
+    def private(self) -> np.ndarray:
+        return self.test_usage == "PrivateTest"
+
+
+# ---------------------------------------------------------------- reading the input files
+
+def read_members(source: Path) -> dict[str, bytes]:
+    """Return {known file name: bytes} from a zip, tar.gz, csv or folder."""
+    source = Path(source)
+    if not source.exists():
+        raise DataError(f"{source}: no such file or folder. Give the competition zip, fer2013.tar.gz, "
+                        f"fer2013.csv, icml_face_data.csv or a folder holding them.")
+    if source.is_dir():
+        members = {}
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                members.update(read_members(path) if path.name.endswith((".zip", ".tar.gz")) else
+                               {path.name: path.read_bytes()} if path.name in KNOWN_FILES else {})
+        return members
+    if source.name.endswith(".zip"):
+        return _read_zip(source)
+    if source.name.endswith((".tar.gz", ".tgz")):
+        return _read_tar(source.read_bytes(), str(source))
+    if source.name.endswith(".csv"):
+        name = source.name if source.name in KNOWN_FILES else _guess_csv_name(source)
+        return {name: source.read_bytes()}
+    raise DataError(f"{source}: unknown kind of file; expected .zip, .tar.gz, .csv or a folder.")
+
+
+def _read_zip(path: Path) -> dict[str, bytes]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            if bad:
+                raise DataError(f"{path}: member {bad} is corrupt (CRC mismatch). Download it again.")
+            members = {}
+            for info in zf.infolist():
+                name = Path(info.filename).name
+                if name.endswith((".tar.gz", ".tgz")):
+                    members.update(_read_tar(zf.read(info), f"{path}:{info.filename}"))
+                elif name.endswith(".zip"):
+                    with tempfile.TemporaryDirectory() as tmp:
+                        (Path(tmp) / name).write_bytes(zf.read(info))
+                        members.update(_read_zip(Path(tmp) / name))
+                elif name in KNOWN_FILES:
+                    members[name] = zf.read(info)
+            return members
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise DataError(f"{path}: not a readable zip ({err}). The download may be truncated: "
+                        f"run `./run.sh download` again.") from err
+
+
+def _read_tar(blob: bytes, where: str) -> dict[str, bytes]:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as tf:
+            return {Path(m.name).name: tf.extractfile(m).read() for m in tf.getmembers()
+                    if m.isfile() and Path(m.name).name in KNOWN_FILES}
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise DataError(f"{where}: not a readable tar.gz ({err}). Download it again.") from err
+
+
+def _guess_csv_name(path: Path) -> str:
+    with open(path, "rb") as f:
+        header = [c.strip() for c in f.readline().decode("utf-8", "replace").strip().split(",")]
+    if header == ["emotion", "Usage", "pixels"]:
+        return "icml_face_data.csv"
+    if header == ["emotion", "pixels", "Usage"]:
+        return "fer2013.csv"
+    if header == ["emotion", "pixels"]:
+        return "train.csv"
+    if header == ["pixels"]:
+        return "test.csv"
+    raise DataError(f"{path}: unrecognised header {header}. Expected the columns of fer2013.csv "
+                    f"(emotion,pixels,Usage), icml_face_data.csv, train.csv or test.csv.")
+
+
+# ---------------------------------------------------------------- parsing and validating
+
+def read_table(blob: bytes, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read a csv as strings, with stripped column names; check the columns are there."""
+    try:
+        df = pd.read_csv(io.BytesIO(blob), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{name}: the file is empty. Download it again.") from err
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"{name}: not a readable csv ({err}).") from err
+    df.columns = [c.strip() for c in df.columns]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{name}: missing column(s) {missing}; found {list(df.columns)}. "
+                        f"Expected {list(columns)}.")
+    if len(df) == 0:
+        raise DataError(f"{name}: no data rows below the header.")
+    return df
+
+
+def _line(row: int) -> str:
+    return f"line {row + 2} (data row {row + 1})"
+
+
+def parse_pixels(texts: pd.Series, name: str) -> np.ndarray:
+    """Space-separated pixel strings -> (N, 48, 48) uint8, checked in one vectorised pass."""
+    texts = texts.str.strip()
+    lengths = texts.str.len().to_numpy()
+    empty = np.flatnonzero(lengths == 0)
+    if empty.size:
+        raise DataError(f"{name}: {_line(int(empty[0]))}: no pixel values. Fix or remove that row.")
+    joined = "\n".join(texts.tolist())
+    raw = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
+    starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])  # byte offset of each row
+    row_at = lambda pos: int(np.searchsorted(starts, pos, side="right") - 1)
+    is_space = raw == 32
+    bad = np.flatnonzero(((raw < 48) | (raw > 57)) & ~is_space & (raw != 10))
+    if bad.size:
+        raise DataError(f"{name}: {_line(row_at(bad[0]))}: pixel text holds a non-integer character "
+                        f"{chr(raw[bad[0]])!r}. Pixels must be 2304 integers 0..255 separated by spaces.")
+    doubled = np.flatnonzero(is_space[1:] & is_space[:-1])
+    if doubled.size:
+        raise DataError(f"{name}: {_line(row_at(doubled[0]))}: two spaces in a row (an empty pixel value).")
+    tokens = np.add.reduceat(is_space, starts, dtype=np.int64) + 1
+    wrong = np.flatnonzero(tokens != PIXELS)
+    if wrong.size:
+        row = int(wrong[0])
+        raise DataError(f"{name}: {_line(row)}: {int(tokens[row])} pixel values, expected {PIXELS} (48x48). "
+                        f"Fix or remove that row.")
+    values = np.fromstring(joined, dtype=np.int16, sep=" ")  # whitespace in sep also matches the newlines
+    over = np.flatnonzero(values > 255)
+    if over.size:
+        raise DataError(f"{name}: {_line(int(over[0] // PIXELS))}: pixel value {values[over[0]]} is outside 0..255.")
+    return values.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def parse_labels(texts: pd.Series, name: str) -> np.ndarray:
+    labels = pd.to_numeric(texts.str.strip(), errors="coerce")
+    bad = np.flatnonzero(labels.isna().to_numpy() | ~labels.isin(range(NUM_CLASSES)).to_numpy())
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"{name}: {_line(row)}: emotion {texts.iloc[row]!r} is not an integer 0..6 "
+                        f"({', '.join(f'{i} {c}' for i, c in enumerate(CLASSES))}).")
+    return labels.to_numpy().astype(np.int64)
+
+
+def parse_usage(texts: pd.Series, name: str) -> np.ndarray:
+    usage = texts.str.strip().to_numpy().astype(str)
+    bad = np.flatnonzero(~np.isin(usage, USAGES))
+    if bad.size:
+        raise DataError(f"{name}: {_line(int(bad[0]))}: Usage {usage[bad[0]]!r} is not one of {list(USAGES)}.")
+    return usage
+
+
+def parse_labelled(members: dict[str, bytes]):
+    """(name, images, labels, usage) from the most complete labelled file, or None."""
+    for name in ("icml_face_data.csv", "fer2013.csv"):
+        if name in members:
+            df = read_table(members[name], name, ("emotion", "pixels", "Usage"))
+            return (name, parse_pixels(df["pixels"], name), parse_labels(df["emotion"], name),
+                    parse_usage(df["Usage"], name))
+    if "train.csv" in members:
+        df = read_table(members["train.csv"], "train.csv", ("emotion", "pixels"))
+        images = parse_pixels(df["pixels"], "train.csv")
+        return "train.csv", images, parse_labels(df["emotion"], "train.csv"), np.full(len(df), "Training")
+    return None
+
+
+def build_dataset(members: dict[str, bytes]) -> FerData:
+    labelled = parse_labelled(members)
+    if labelled is None:
+        raise DataError(f"no labelled file found (had: {sorted(members) or 'nothing'}). Need fer2013.csv, "
+                        f"fer2013.tar.gz, icml_face_data.csv or train.csv.")
+    name, images, labels, usage = labelled
+    train = usage == "Training"
+    public, private = usage == "PublicTest", usage == "PrivateTest"
+    if "test.csv" in members:
+        test_images = parse_pixels(read_table(members["test.csv"], "test.csv", ("pixels",))["pixels"], "test.csv")
+    else:
+        test_images = np.concatenate([images[public], images[private]])
+    n_public = int(public.sum()) if public.any() else len(test_images) // 2
+    test_labels = np.full(len(test_images), -1, dtype=np.int64)
+    for known, start in ((public, 0), (private, n_public)):
+        if known.any():
+            stop = start + int(known.sum())
+            if stop > len(test_images) or not np.array_equal(test_images[start:stop], images[known]):
+                raise DataError(f"test.csv: rows {start + 1}..{stop} do not match the {int(known.sum())} "
+                                f"{'PublicTest' if start == 0 else 'PrivateTest'} rows of {name} in order. "
+                                f"Were the files taken from different downloads?")
+            test_labels[start:stop] = labels[known]
+    test_usage = np.where(np.arange(len(test_images)) < n_public, "PublicTest", "PrivateTest")
+    example = members.get("example_submission.csv")
+    return FerData(images[train], labels[train], test_images, test_labels, test_usage,
+                   example.decode("utf-8") if example is not None else None)
+
+
+# ---------------------------------------------------------------- the cache
+
+def fingerprint(source: Path) -> str:
+    """Names, sizes and mtimes of the input: a rerun on the same input does nothing."""
+    source = Path(source).resolve()
+    files = sorted(source.rglob("*")) if source.is_dir() else [source]
+    stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    return hashlib.sha1(json.dumps([CACHE_VERSION, stats]).encode()).hexdigest()
+
+
+def save_cache(data: FerData, path: Path, source_fingerprint: str) -> None:
+    meta = {"version": CACHE_VERSION, "fingerprint": source_fingerprint,
+            "example_submission": data.example_submission}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, train_images=data.train_images, train_labels=data.train_labels,
+                     test_images=data.test_images, test_labels=data.test_labels,
+                     test_usage=data.test_usage, meta=np.array(json.dumps(meta)))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cache_meta(path: Path) -> dict | None:
+    try:
+        with np.load(path) as z:
+            return json.loads(str(z["meta"]))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def load_dataset(path: Path | None = None) -> FerData:
+    path = Path(path or paths.cache_path())
+    if not path.exists():
+        raise DataError(f"{path}: no prepared dataset. Run `./run.sh download` "
+                        f"(or `./run.sh download --from PATH`) first.")
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        return FerData(z["train_images"], z["train_labels"], z["test_images"], z["test_labels"],
+                       z["test_usage"].astype(str), meta.get("example_submission"))
+
+
+def prepare(source: Path, cache: Path | None = None, force: bool = False) -> FerData:
+    """Parse `source` into the cache unless the cache already holds exactly this input."""
+    cache = Path(cache or paths.cache_path())
+    fp = fingerprint(source)
+    meta = cache_meta(cache) if cache.exists() else None
+    if not force and meta and meta.get("fingerprint") == fp:
+        print(f"{cache}: up to date with {source}; nothing to do.")
+        return load_dataset(cache)
+    start = time.perf_counter()
+    data = build_dataset(read_members(source))
+    save_cache(data, cache, fp)
+    print(f"parsed {source} in {time.perf_counter() - start:.1f} s -> {cache}")
+    print(summary(data))
+    return data
+
+
+# ---------------------------------------------------------------- the report
+
+def class_counts(labels: np.ndarray) -> str:
+    counts = np.bincount(labels[labels >= 0], minlength=NUM_CLASSES)
+    return " ".join(f"{c[:3]}={n}" for c, n in zip(CLASSES, counts))
+
+
+def summary(data: FerData) -> str:
+    lines = [f"Training     {len(data.train_labels):6d} rows  {class_counts(data.train_labels)}"]
+    for usage in ("PublicTest", "PrivateTest"):
+        mask = data.test_usage == usage
+        known = int((data.test_labels[mask] >= 0).sum())
+        lines.append(f"{usage:12s} {int(mask.sum()):6d} rows  labels known: {known}"
+                     + (f"  {class_counts(data.test_labels[mask])}" if known else ""))
+    return "\n".join(lines)
+
+
+def duplicate_groups(images: np.ndarray) -> np.ndarray:
+    """Group id per image; byte-identical images share an id."""
+    flat = np.ascontiguousarray(images.reshape(len(images), -1))
+    _, inverse = np.unique(flat.view(np.dtype((np.void, flat.shape[1]))).ravel(), return_inverse=True)
+    return inverse.ravel()
+
+
+def quirks(data: FerData) -> dict:
+    images = np.concatenate([data.train_images, data.test_images])
+    labels = np.concatenate([data.train_labels, data.test_labels])
+    split = np.concatenate([np.full(len(data.train_labels), "Training"), data.test_usage])
+    black = images.reshape(len(images), -1).max(axis=1) == 0
+    groups = duplicate_groups(images)
+    sizes = np.bincount(groups)
+    dup = sizes[groups] > 1
+    conflicting = sum(len(set(labels[(groups == g) & (labels >= 0)])) > 1 for g in np.flatnonzero(sizes > 1))
+    train_groups = set(groups[split == "Training"])
+    in_train = np.array([g in train_groups for g in groups])
+    return {"all_black": {s: int((black & (split == s)).sum()) for s in USAGES},
+            "duplicate_groups": int((sizes > 1).sum()), "duplicate_rows": int(dup.sum()),
+            "conflicting_label_groups": int(conflicting),
+            "test_in_training": {s: int((in_train & (split == s)).sum()) for s in ("PublicTest", "PrivateTest")}}
+
+
+def report(data: FerData) -> str:
+    q = quirks(data)
+    return "\n".join([summary(data), "", "Known FER2013 quirks:",
+                      f"  all-black images: {q['all_black']}",
+                      f"  byte-identical groups: {q['duplicate_groups']} covering {q['duplicate_rows']} rows "
+                      f"({q['conflicting_label_groups']} with conflicting labels)",
+                      f"  test images also in Training: {q['test_in_training']}"])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--from", dest="source", type=Path, help="file or folder to parse into the cache")
+    parser.add_argument("--force", action="store_true", help="parse again even if the cache is up to date")
+    parser.add_argument("--report", action="store_true", help="print counts and FER2013's quirks")
+    args = parser.parse_args(argv)
+    try:
+        data = prepare(args.source, force=args.force) if args.source else load_dataset()
+        if args.report:
+            print(report(data))
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""bn_cnn: Model 2 of the student's FER2013 study, a four-block CNN with batch norm and a two-layer MLP head.
+
+Four Conv3x3 -> BatchNorm -> ReLU -> MaxPool2 blocks (32, 64, 128, 256 filters) take 1x48x48 down to
+256x3x3 (2304 values); the head is Linear 512 -> BatchNorm1d -> ReLU -> Dropout 0.5 -> Linear 128 -> ReLU
+-> Dropout 0.25 -> Linear 7.
+
+    import models, timm
+    model = timm.create_model("bn_cnn")  # 7 classes, 1 channel from the default cfg
+"""
+import torch
+from torch import nn
+
+from timm.layers import to_2tuple
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+
+def conv_bn_stage(in_chs: int, out_chs: int) -> nn.Sequential:
+    """Conv3x3 -> BN -> ReLU -> MaxPool2. The conv keeps its bias, as in the study (BN makes it redundant)."""
+    return nn.Sequential(
+        nn.Conv2d(in_chs, out_chs, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_chs),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class BnCnn(nn.Module):
+    def __init__(
+            self,
+            num_classes: int = 7,
+            in_chans: int = 1,
+            drop_rate: float = 0.5,  # after the 512-unit layer
+            drop_rate_last: float = 0.25,  # after the 128-unit layer, just before the classifier
+            img_size=48,  # int or (H, W); the first Linear is sized from it
+            widths: tuple = (32, 64, 128, 256),
+            hidden: tuple = (512, 128),
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        self.drop_rate = drop_rate
+        chs = (in_chans,) + tuple(widths)
+        self.features = nn.Sequential(*[conv_bn_stage(chs[i], chs[i + 1]) for i in range(len(widths))])
+        self.num_features = chs[-1]  # timm meaning: channels of forward_features' output
+        h, w = (s // 2 ** len(widths) for s in to_2tuple(img_size))
+        self.flat_features = chs[-1] * h * w  # 256 * 3 * 3 = 2304 at 48x48
+        self.head_hidden_size = hidden[1]  # width returned by forward_head(pre_logits=True)
+        self.pre_logits = nn.Sequential(
+            nn.Flatten(1),
+            nn.Linear(self.flat_features, hidden[0]),
+            nn.BatchNorm1d(hidden[0]),
+            nn.ReLU(inplace=True),
+            nn.Dropout(drop_rate),
+            nn.Linear(hidden[0], hidden[1]),
+            nn.ReLU(inplace=True),
+        )
+        self.head_drop = nn.Dropout(drop_rate_last)
+        self.fc = nn.Linear(hidden[1], num_classes) if num_classes > 0 else nn.Identity()
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(self.pre_logits(x))
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _cfg(**kwargs):
+    return {
+        'num_classes': 7, 'input_size': (1, 48, 48), 'pool_size': None, 'fixed_input_size': True,
+        'mean': (0.5,), 'std': (0.25,), 'first_conv': 'features.0.0', 'classifier': 'fc', **kwargs,
+    }
+
+
+# Must sit above the register functions: timm reads it at registration, else 1000 classes and 3 channels.
+default_cfgs = generate_default_cfgs({
+    'bn_cnn': _cfg(),
+})
+
+
+@register_model
+def bn_cnn(pretrained: bool = False, **kwargs) -> BnCnn:
+    return build_model_with_cfg(BnCnn, 'bn_cnn', pretrained, **kwargs)
