@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import sys
 import tarfile
 import tempfile
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from competition import CLASSES, IMAGE_SIZE, NUM_CLASSES, paths
+from competition.atomic import atomic_open
 
 CACHE_VERSION = 1
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -261,17 +261,10 @@ def fingerprint(source: Path) -> str:
 def save_cache(data: FerData, path: Path, source_fingerprint: str) -> None:
     meta = {"version": CACHE_VERSION, "fingerprint": source_fingerprint,
             "example_submission": data.example_submission}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, train_images=data.train_images, train_labels=data.train_labels,
-                     test_images=data.test_images, test_labels=data.test_labels,
-                     test_usage=data.test_usage, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, train_images=data.train_images, train_labels=data.train_labels,
+                 test_images=data.test_images, test_labels=data.test_labels,
+                 test_usage=data.test_usage, meta=np.array(json.dumps(meta)))
 
 
 def cache_meta(path: Path) -> dict | None:

@@ -8,9 +8,7 @@ folds come from scikit-learn's StratifiedGroupKFold with the duplicate group as 
 never in a fold. The same data, k and seed always give the same file.
 """
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from competition import paths
+from competition.atomic import atomic_write_text
 from competition.data import DataError, duplicate_groups, load_dataset
 
 
@@ -30,18 +29,6 @@ def make_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.
     for i, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
         fold[val] = i
     return fold
-
-
-def write_folds(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            table.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_folds(n_rows: int, path: Path | None = None) -> np.ndarray:
@@ -69,7 +56,7 @@ def main(argv=None) -> int:
     groups = duplicate_groups(data.train_images)
     fold = make_folds(data.train_labels, groups, args.k, args.seed)
     table = pd.DataFrame({"row": np.arange(len(fold)), "label": data.train_labels, "group": groups, "fold": fold})
-    write_folds(table, paths.folds_csv())
+    atomic_write_text(paths.folds_csv(), table.to_csv(index=False))
     counts = pd.crosstab(table["fold"], table["label"])
     print(f"wrote {paths.folds_csv()}: {args.k} folds of {len(fold)} Training rows (seed {args.seed}), "
           f"{int((np.bincount(groups) > 1).sum())} duplicate groups kept whole")

@@ -1,4 +1,4 @@
-"""The one place that talks to Kaggle: runs the real `kaggle` CLI (kaggle==2.2.5) and turns failures into clear messages.
+"""The one place that talks to Kaggle: runs the real `kaggle` CLI (kaggle==2.2.5), turning failures into clear messages.
 
     from competition.kaggle_cli import KaggleError, download_competition, submit
     zip_path = download_competition(paths.raw_dir())        # -> data/raw/<SLUG>.zip
@@ -150,7 +150,8 @@ def require_credentials(env: Mapping[str, str] = os.environ) -> str:
         f"  1. API key file: at {SETTINGS_URL} click 'Create New Token' (section API); save the downloaded\n"
         f"     kaggle.json as {kaggle_json} and run: chmod 600 {kaggle_json}\n"
         "  2. Environment: export KAGGLE_USERNAME=<your username> KAGGLE_KEY=<the key from kaggle.json>\n"
-        "  3. API token: export KAGGLE_API_TOKEN=<token>, or save the token in ~/.kaggle/access_token\n"
+        f"  3. API token ('Generate New Token' at {SETTINGS_URL}/api): export KAGGLE_API_TOKEN=<token>,\n"
+        "     or save the token in ~/.kaggle/access_token\n"
         "  4. Browser login: .venv/bin/kaggle auth login\n"
         f"{FROM_HINT}"
     )
@@ -172,11 +173,12 @@ def _secrets(env: Mapping[str, str]) -> set[str]:
         for key in keys
         if isinstance(user, str) and isinstance(key, str)
     }
-    token_files = [_token_env_file(env), _home(env) / ".kaggle" / "access_token", _home(env) / ".kaggle" / "access_token.txt"]
+    kaggle_dir = _home(env) / ".kaggle"
+    token_files = [_token_env_file(env), kaggle_dir / "access_token", kaggle_dir / "access_token.txt"]
     if env.get("KAGGLE_API_V1_TOKEN"):
         token_files.append(Path(env["KAGGLE_API_V1_TOKEN"]))
     found |= {_read_token(path) for path in token_files if path is not None}
-    oauth = _read_json(_home(env) / ".kaggle" / "credentials.json")
+    oauth = _read_json(kaggle_dir / "credentials.json")
     found |= {oauth.get("refresh_token"), oauth.get("access_token")}
     if _token_env_file(env) is not None:
         found.discard(env.get("KAGGLE_API_TOKEN"))  # a path, not a secret
@@ -246,7 +248,10 @@ def _common_error(kind: str, result: subprocess.CompletedProcess, source: str, a
             f"Kaggle's side: try again later.\nkaggle said:\n{_said(result, 3)}"
         )
     if kind == "rate":
-        return KaggleError(f"Kaggle rate-limited these requests (HTTP 429), so we could not {action}. Wait a few minutes and try again.")
+        return KaggleError(
+            f"Kaggle rate-limited these requests (HTTP 429), so we could not {action}. "
+            "Wait a few minutes and try again."
+        )
     return None
 
 
@@ -278,7 +283,9 @@ def _download_error(result: subprocess.CompletedProcess, source: str) -> KaggleE
         )
     if kind == "incomplete":
         return _incomplete_error(_said(result, 3))
-    return KaggleError(f"kaggle competitions download failed (exit {result.returncode}).\nkaggle said:\n{_said(result)}\n{FROM_HINT}")
+    return KaggleError(
+        f"kaggle competitions download failed (exit {result.returncode}).\nkaggle said:\n{_said(result)}\n{FROM_HINT}"
+    )
 
 
 def _incomplete_error(detail: str) -> KaggleError:

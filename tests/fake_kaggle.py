@@ -27,7 +27,7 @@ from competition import SLUG
 SERVICE = "/api/v1/competitions.CompetitionApiService/"
 RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
 CLOSED_MESSAGE = "Submission not allowed: this competition does not accept late submissions."
-SUBMITTED_MESSAGE = "Successfully submitted to Challenges in Representation Learning: Facial Expression Recognition Challenge"
+SUBMITTED_MESSAGE = "Successfully submitted to Challenges in Representation Learning: Facial Expression Recognition"
 LAST_MODIFIED = formatdate(1_370_000_000, usegmt=True)  # 2013: any fixed date in the client's format works
 
 

@@ -110,7 +110,7 @@ def test_bad_input_names_file_and_line_and_writes_nothing(tmp_path, rows, case):
         data.prepare(path)
     assert "fer2013.csv" in str(err.value) and where in str(err.value)
     assert not paths.cache_path().exists()
-    assert not list(paths.cache_path().parent.glob("*.tmp")) if paths.cache_path().parent.exists() else True
+    assert not list(paths.cache_path().parent.glob(".*.tmp")) if paths.cache_path().parent.exists() else True
 
 
 def test_wrong_pixel_count_is_reported_with_the_count(tmp_path, rows):
@@ -139,7 +139,7 @@ def test_a_failed_rewrite_keeps_the_old_cache(tmp_path, rows, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         data.prepare(kaggle_zip(tmp_path / "d.zip", *synthetic_rows(seed=1)))
     assert paths.cache_path().read_bytes() == before
-    assert not list(paths.cache_path().parent.glob("*.tmp"))
+    assert not list(paths.cache_path().parent.glob(".*.tmp"))
 
 
 def test_quirks_finds_black_images_and_duplicates(rows):

@@ -243,10 +243,16 @@ CREDENTIAL_CASES = {
     "empty access_token": ({}, {".kaggle/access_token": "\n"}, None),
     "username and key in env": ({"KAGGLE_USERNAME": USERNAME, "KAGGLE_KEY": KEY}, {}, "KAGGLE_USERNAME/KAGGLE_KEY"),
     "key without username": ({"KAGGLE_KEY": KEY}, {}, None),
-    "kaggle.json in KAGGLE_CONFIG_DIR": ({"KAGGLE_CONFIG_DIR": "{home}/cfg"}, {"cfg/kaggle.json": KEY_JSON}, "{home}/cfg/kaggle.json"),
+    "kaggle.json in KAGGLE_CONFIG_DIR": (
+        {"KAGGLE_CONFIG_DIR": "{home}/cfg"}, {"cfg/kaggle.json": KEY_JSON}, "{home}/cfg/kaggle.json"
+    ),
     "kaggle.json in ~/.kaggle": ({}, {".kaggle/kaggle.json": KEY_JSON}, "{home}/.kaggle/kaggle.json"),
-    "kaggle.json in ~/.config/kaggle": ({}, {".config/kaggle/kaggle.json": KEY_JSON}, "{home}/.config/kaggle/kaggle.json"),
-    "kaggle.json in XDG_CONFIG_HOME": ({"XDG_CONFIG_HOME": "{home}/xdg"}, {"xdg/kaggle/kaggle.json": KEY_JSON}, "{home}/xdg/kaggle/kaggle.json"),
+    "kaggle.json in ~/.config/kaggle": (
+        {}, {".config/kaggle/kaggle.json": KEY_JSON}, "{home}/.config/kaggle/kaggle.json"
+    ),
+    "kaggle.json in XDG_CONFIG_HOME": (
+        {"XDG_CONFIG_HOME": "{home}/xdg"}, {"xdg/kaggle/kaggle.json": KEY_JSON}, "{home}/xdg/kaggle/kaggle.json"
+    ),
     "~/.kaggle hides XDG": ({}, {".kaggle/other": "", ".config/kaggle/kaggle.json": KEY_JSON}, None),
     "username in file, key in env": ({"KAGGLE_KEY": KEY}, {".kaggle/kaggle.json": json.dumps({"username": USERNAME})},
                                      "username from {home}/.kaggle/kaggle.json + KAGGLE_KEY"),
