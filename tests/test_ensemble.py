@@ -1,0 +1,164 @@
+"""Ensemble on synthetic fold runs (tests/fake_runs.py): averaging, OOF-only weights, missing folds, the CLI.
+
+    .venv/bin/python -m pytest -q tests/test_ensemble.py
+"""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import softmax
+
+from competition import data, ensemble, paths
+from competition.submission import validate_submission
+from tests.fake_runs import make_fold_run, make_run
+
+MODELS = ["baseline_cnn", "bn_cnn"]
+
+
+def fold_test_logits(model, k=3):
+    return [np.load(paths.fold_dir(model, f) / "test.npz")["logits"] for f in range(k)]
+
+
+def leaderboard():
+    return pd.read_csv(paths.submissions_dir() / "leaderboard.csv", dtype=str, keep_default_na=False)
+
+
+def test_blend_on_a_tiny_case_matches_numpy():
+    a = np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
+    b = np.array([[3.0, 0.0, 1.0], [2.0, 1.0, 0.0]])
+    w = np.array([0.25, 0.75])
+    assert np.allclose(ensemble.blend([a, b], w, "logits"), [[2.5, 0.5, 0.75], [1.5, 0.75, 0.75]])
+    probs = 0.25 * np.exp(a) / np.exp(a).sum(1, keepdims=True) + 0.75 * np.exp(b) / np.exp(b).sum(1, keepdims=True)
+    assert np.allclose(ensemble.blend([a, b], w, "probs"), np.log(probs))
+
+
+def test_model_logits_are_the_fold_mean_and_oof_is_sorted(tmp_path):
+    make_run(tmp_path)
+    m = ensemble.load_model("bn_cnn")
+    assert m.folds == [0, 1, 2]
+    per_fold = fold_test_logits("bn_cnn")
+    assert np.allclose(m.test_logits, (per_fold[0] + per_fold[1] + per_fold[2]) / 3)
+    assert np.array_equal(m.test_logits_per_fold, np.stack(per_fold))
+    assert np.array_equal(m.oof_rows, np.arange(140))  # every Training row exactly once, sorted
+    fold1 = np.load(paths.fold_dir("bn_cnn", 1) / "oof.npz")
+    assert np.array_equal(m.oof_logits[fold1["rows"]], fold1["logits"])
+    assert np.array_equal(m.oof_logits_plain[fold1["rows"]], fold1["logits_plain"])
+
+
+def test_combine_is_the_weighted_mean_of_model_logits(tmp_path):
+    make_run(tmp_path)
+    a, b = ensemble.load_model("baseline_cnn"), ensemble.load_model("bn_cnn")
+    oof, test = ensemble.combine([a, b], np.array([0.3, 0.7]), "logits")
+    assert np.allclose(test, 0.3 * a.test_logits + 0.7 * b.test_logits, atol=1e-6)  # float32 inputs
+    assert np.allclose(oof, 0.3 * a.oof_logits + 0.7 * b.oof_logits, atol=1e-6)
+    _, test_probs = ensemble.combine([a, b], np.array([0.3, 0.7]), "probs")
+    mixed = 0.3 * softmax(a.test_logits.astype(float), 1) + 0.7 * softmax(b.test_logits.astype(float), 1)
+    assert np.allclose(np.exp(test_probs), mixed, atol=1e-9)
+
+
+def test_every_fold_contributes(tmp_path):
+    make_run(tmp_path)
+    before = ensemble.load_model("bn_cnn").test_logits
+    for fold in range(3):
+        path = paths.fold_dir("bn_cnn", fold) / "test.npz"
+        saved = dict(np.load(path))
+        changed = saved["logits"].copy()
+        changed[5, 2] += 3.0
+        np.savez(path, logits=changed, logits_plain=saved["logits_plain"])
+        after = ensemble.load_model("bn_cnn").test_logits
+        np.savez(path, **saved)
+        diff = after - before
+        assert diff[5, 2] == pytest.approx(1.0, abs=1e-5)  # 3.0 / 3 folds
+        assert np.count_nonzero(np.abs(diff) > 1e-6) == 1
+
+
+def test_accuracy_ignores_unknown_labels_and_says_none_when_all_unknown():
+    logits = np.eye(7)[[0, 1, 2, 3]]
+    assert ensemble.accuracy(logits, np.array([0, 1, 5, -1])) == pytest.approx(2 / 3)
+    assert ensemble.accuracy(logits, np.full(4, -1)) is None
+
+
+def test_a_missing_fold_is_refused_unless_allowed(tmp_path, capsys):
+    make_run(tmp_path)
+    (paths.fold_dir("bn_cnn", 1) / "done.json").unlink()
+    with pytest.raises(ValueError, match=r"bn_cnn: fold\(s\) \[1\] of 3 .*--allow-missing"):
+        ensemble.load_model("bn_cnn")
+    assert ensemble.main([]) == 2
+    assert "fold(s) [1] of 3" in capsys.readouterr().err
+    assert not (paths.submissions_dir() / "submission.csv").exists()
+
+    m = ensemble.load_model("bn_cnn", allow_missing=True)
+    assert m.folds == [0, 2] and sorted(m.done) == [0, 2]
+    assert np.array_equal(m.oof_rows, np.flatnonzero(np.arange(140) % 3 != 1))
+    assert np.allclose(m.test_logits, np.mean([fold_test_logits("bn_cnn")[f] for f in (0, 2)], axis=0))
+    rows, _, _ = ensemble.common_oof([ensemble.load_model("baseline_cnn"), m])
+    assert np.array_equal(rows, m.oof_rows)  # the ensemble's OOF: rows both models predicted
+
+    assert ensemble.main(["--allow-missing", "--weights", "oof"]) == 0
+    assert "in: bn_cnn fold2" in capsys.readouterr().out
+    for fold in range(3):
+        (paths.fold_dir("bn_cnn", fold) / "done.json").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="no finished fold"):
+        ensemble.load_model("bn_cnn", allow_missing=True)
+
+
+def test_a_model_perfect_on_test_but_bad_on_oof_gets_no_weight(tmp_path):
+    fd, fold_of_row = make_run(tmp_path, models={"good": 0.8})
+    for fold in range(3):  # random on OOF, an oracle on the test labels
+        out = make_fold_run(fd, fold_of_row, "oracle", fold, accuracy=0.0)
+        oracle = 10 * np.eye(7, dtype=np.float32)[fd.test_labels]
+        np.savez(out / "test.npz", logits=oracle, logits_plain=oracle)
+    models = [ensemble.load_model("good"), ensemble.load_model("oracle")]
+    assert ensemble.accuracy(models[1].test_logits, fd.test_labels) == 1.0
+    for average in ensemble.AVERAGES:
+        weights = ensemble.fit_weights(models, average)
+        assert weights.sum() == pytest.approx(1.0) and (weights >= 0).all()
+        assert weights[1] < 0.05, (average, weights)
+
+
+def test_weights_do_not_change_when_test_labels_are_scrambled(tmp_path):
+    make_run(tmp_path)
+    assert ensemble.main(["--weights", "oof"]) == 0
+    fd = data.load_dataset()
+    scrambled = np.random.default_rng(1).permutation(fd.test_labels)
+    data.save_cache(data.FerData(fd.train_images, fd.train_labels, fd.test_images, scrambled, fd.test_usage,
+                                 fd.example_submission), paths.cache_path(), "scrambled")
+    assert ensemble.main(["--weights", "oof"]) == 0
+    first, second = leaderboard().to_dict("records")
+    assert first["weights"] == second["weights"]
+    assert len(set(first["weights"].split())) == 2  # fitted, not the equal default
+    assert first["public"] != second["public"]  # the scrambled labels were read, for scoring only
+
+
+@pytest.mark.parametrize("private_known", [False, True])
+def test_cli_writes_a_valid_submission_and_a_leaderboard_row(tmp_path, capsys, private_known):
+    fd, _ = make_run(tmp_path, private_known=private_known)
+    assert ensemble.main([]) == 0
+    out = capsys.readouterr().out
+    for model in MODELS:
+        assert all(f"in: {model} fold{f}" in out for f in range(3))
+    submission = paths.submissions_dir() / "submission.csv"
+    validate_submission(submission, len(fd.test_labels))
+    (row,) = leaderboard().to_dict("records")
+    assert (paths.submissions_dir() / row["file"]).read_bytes() == submission.read_bytes()
+    assert row["file"].endswith("_baseline_cnn+bn_cnn.csv") and row["models"] == "baseline_cnn+bn_cnn"
+    assert row["weights"] == "0.5000 0.5000" and row["average"] == "logits"
+    mean = sum(fold_test_logits(m)[f] for m in MODELS for f in range(3)) / 6
+    lines = submission.read_text().splitlines()
+    assert lines[0] == "Emotion"  # copied from the download's example_submission.csv
+    assert [int(v) for v in lines[1:]] == mean.argmax(1).tolist()
+    public = fd.test_usage == "PublicTest"
+    assert float(row["public"]) == pytest.approx((mean.argmax(1) == fd.test_labels)[public].mean(), abs=1e-4)
+    if private_known:
+        assert float(row["private"]) == pytest.approx((mean.argmax(1) == fd.test_labels)[~public].mean(), abs=1e-4)
+    else:
+        assert row["private"] == "n/a"
+        assert "ensemble" in out and "n/a" in out
+
+
+def test_cli_refuses_logits_made_from_other_data_and_writes_nothing(tmp_path, capsys):
+    fd, fold_of_row = make_run(tmp_path)
+    for fold in range(3):  # one test row short
+        make_fold_run(fd, fold_of_row, "bn_cnn", fold, 0.7, test_labels=fd.test_labels[:-1])
+    assert ensemble.main(["--models", "bn_cnn"]) == 2
+    assert "55 test rows of logits, the dataset has 56" in capsys.readouterr().err
+    assert not paths.submissions_dir().exists()
