@@ -1,0 +1,114 @@
+"""Per-fold training: outputs, resume after SIGKILL with identical logits, bad arguments, torchrun."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from competition import folds, paths, train_folds
+from competition.recipes import get_recipe, parse_overrides
+from tests.conftest import REPO
+from tests.fake_runs import make_dataset
+
+FAST = ["--set", "batch_size=16", "--threads", "1"]
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    fd = make_dataset(tmp_path, n_train=210)
+    folds.main(["--k", "3"])
+    return fd
+
+
+def run_cli(*args, env_extra=None, **kw):
+    env = os.environ | (env_extra or {})
+    return subprocess.run([sys.executable, "-m", "competition.train_folds", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_a_fold_writes_every_output(prepared):
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "1", "--epochs", "2", *FAST]) == 0
+    out = paths.fold_dir("baseline_cnn", 1)
+    oof, test = np.load(out / "oof.npz"), np.load(out / "test.npz")
+    fold_of_row = folds.load_folds(210)
+    assert np.array_equal(oof["rows"], np.flatnonzero(fold_of_row == 1))
+    assert oof["logits"].shape == oof["logits_plain"].shape == (70, 7)
+    assert test["logits"].shape == (len(prepared.test_labels), 7)
+    assert not np.allclose(test["logits"], test["logits_plain"])  # the flip view changed something
+    done = json.loads((out / "done.json").read_text())
+    assert done["val_acc"] == pytest.approx(float((oof["logits"].argmax(1) == oof["labels"]).mean()))
+    assert 1 <= done["best_epoch"] <= done["epochs_run"] == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["batch_size"] == 16 and config["versions"]["torch"] and config["git_commit"]
+    assert len((out / "log.csv").read_text().splitlines()) == 3
+    finished = (out / "done.json").stat().st_mtime_ns
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "1", "--epochs", "2", *FAST]) == 0
+    assert (out / "done.json").stat().st_mtime_ns == finished  # skipped, not retrained
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "vgg99"], "unknown model"),
+    (["--model", "bn_cnn", "--folds", "3"], "out of range"),
+    (["--model", "bn_cnn", "--set", "learning_rate=1"], "expected key=value"),
+])
+def test_bad_arguments_get_one_clear_message(prepared, capsys, args, message):
+    assert train_folds.main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_and_missing_folds(tmp_path, capsys):
+    assert train_folds.main(["--model", "bn_cnn"]) == 2
+    assert "./run.sh download" in capsys.readouterr().err
+    make_dataset(tmp_path)
+    assert train_folds.main(["--model", "bn_cnn"]) == 2
+    assert "./run.sh folds" in capsys.readouterr().err
+
+
+def test_sigkill_mid_epoch_then_resume_gives_identical_logits(prepared, workdir):
+    args = ["--model", "bn_cnn", "--folds", "0", "--epochs", "3", "--set", "batch_size=8", "--threads", "1"]
+    assert run_cli(*args).returncode == 0
+    reference = {f: np.load(paths.fold_dir("bn_cnn", 0) / f"{f}.npz")["logits"] for f in ("oof", "test")}
+    reference_log = (paths.fold_dir("bn_cnn", 0) / "log.csv").read_text()
+    subprocess.run(["rm", "-rf", str(paths.fold_dir("bn_cnn", 0))], check=True)
+
+    proc = subprocess.Popen([sys.executable, "-m", "competition.train_folds", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # wait for epoch 1 to end, then kill about half-way through epoch 2
+        if "epoch 1/3" in line:
+            seconds = float(line.split("s ")[0].split()[-1].rstrip("s"))
+            time.sleep(seconds / 2)
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (paths.fold_dir("bn_cnn", 0) / "done.json").exists()
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout
+    for f in ("oof", "test"):
+        assert np.array_equal(np.load(paths.fold_dir("bn_cnn", 0) / f"{f}.npz")["logits"], reference[f])
+    strip = lambda log: [row.rsplit(",", 2)[0] for row in log.splitlines()]  # noqa: E731 (drop timings)
+    assert strip((paths.fold_dir("bn_cnn", 0) / "log.csv").read_text()) == strip(reference_log)
+    assert not list(paths.fold_dir("bn_cnn", 0).glob(".*.tmp"))
+
+
+def test_torchrun_spreads_jobs_over_two_cpu_processes(prepared):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    result = subprocess.run([*torchrun, "-m", "competition.train_folds", "--model", "baseline_cnn",
+                             "--folds", "0,1,2", "--epochs", "1", *FAST], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rank 0: 2 job(s)" in result.stdout and "rank 1: 1 job(s)" in result.stdout
+    assert all((paths.fold_dir("baseline_cnn", f) / "done.json").exists() for f in range(3))
+
+
+def test_recipes_and_overrides():
+    assert get_recipe("seed", "bn_cnn").sched == "step" and get_recipe("seed", "bn_cnn").patience > 0
+    assert get_recipe("seed", "resnet_cbam").lr != get_recipe("seed", "bn_cnn").lr
+    assert get_recipe("strong", "bn_cnn", parse_overrides(["lr=0.01", "flip=false"])).lr == 0.01
+    assert get_recipe("strong", "bn_cnn", parse_overrides(["flip=false"])).flip is False
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("weak", "bn_cnn")
