@@ -113,12 +113,26 @@ class FoldRun:
             print(f"{self.name} fold {self.fold}: finished earlier, skipped ({self.out / 'done.json'})")
             return json.loads((self.out / "done.json").read_text())
         self.out.mkdir(parents=True, exist_ok=True)
+        self.check_same_settings()
+        for stale in self.out.glob(".*.tmp"):  # left by a SIGKILL during an atomic write
+            stale.unlink()
         atomic_write_text(self.out / "config.json", json.dumps(self.config, indent=2))
         model, kwargs, optimizer, scheduler, ema = build(self.name, self.recipe, self.source.steps, self.device)
         state = self.resume(model, optimizer, scheduler, ema)
         while not state["finished"]:
             self.one_epoch(state, model, kwargs, optimizer, scheduler, ema)
         return self.finish(kwargs)
+
+    def check_same_settings(self) -> None:
+        """A run resumes only with the settings it started with (a new epoch count would bend its schedule)."""
+        old = self.out / "config.json"
+        if (self.out / "state.pt").exists() and old.exists():
+            before = json.loads(old.read_text())
+            if (before["settings"], before["seed"]) != (self.config["settings"], self.config["seed"]):
+                changed = sorted(k for k in self.config["settings"]
+                                 if before["settings"].get(k) != self.config["settings"][k])
+                raise ValueError(f"{self.out} was started with other settings ({', '.join(changed) or 'seed'} "
+                                 f"differ). Run again with the same ones, or delete that folder to start over.")
 
     def resume(self, model, optimizer, scheduler, ema) -> dict:
         path = self.out / "state.pt"
@@ -247,7 +261,11 @@ def main(argv=None) -> int:
     progress = sys.stderr.isatty()
     start = time.perf_counter()
     for name, fold in jobs[rank::world]:
-        FoldRun(name, fold, data, fold_of_row, recipes[name], args.seed, device, args.aug, progress).run()
+        try:
+            FoldRun(name, fold, data, fold_of_row, recipes[name], args.seed, device, args.aug, progress).run()
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     print(f"rank {rank}: {len(jobs[rank::world])} job(s) done in {time.perf_counter() - start:.0f} s")
     if world > 1:
         dist.barrier()

@@ -112,3 +112,11 @@ def test_recipes_and_overrides():
     assert get_recipe("strong", "bn_cnn", parse_overrides(["flip=false"])).flip is False
     with pytest.raises(ValueError, match="unknown recipe"):
         get_recipe("weak", "bn_cnn")
+
+
+def test_resuming_with_other_settings_is_refused(prepared, capsys):
+    args = ["--model", "baseline_cnn", "--folds", "0", *FAST]
+    assert train_folds.main([*args, "--epochs", "2"]) == 0
+    (paths.fold_dir("baseline_cnn", 0) / "done.json").unlink()  # as if interrupted before the end
+    assert train_folds.main([*args, "--epochs", "5"]) == 2
+    assert "epochs differ" in capsys.readouterr().err

@@ -1,0 +1,409 @@
+"""The study, regenerated: report.md with figures, computed from the logits training and ensembling left.
+
+    python -m competition.report                                    # reports/latest/report.md
+    python -m competition.report --out reports/example              # the README's example report
+    python -m competition.report --models bn_cnn,resnet_cbam48      # only these models
+
+Nothing is retrained. Every number and figure comes from folds/<model>/fold<k>/ (oof.npz, test.npz,
+log.csv, done.json) through competition.ensemble, plus each model's registry entry for parameters and
+multiply-adds; report.json beside report.md holds every table's numbers. Missing work is reported, never
+skipped: a model without complete folds, or a fold without done.json, is listed under "Missing". The
+report is built in a temp folder and renamed into place, so a crash leaves the old report or the new one.
+confident_mistakes.png is made of FER2013 images: keep it out of git.
+"""
+import argparse
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import timm
+import torch
+from matplotlib.figure import Figure  # no pyplot: figures are drawn by Agg straight to PNG, no display, no state
+from matplotlib.ticker import MaxNLocator
+from scipy.special import softmax
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from torch.utils.flop_counter import FlopCounterMode
+
+from competition import CLASSES, NUM_CLASSES, ensemble, paths
+from competition.data import DataError, FerData, load_dataset
+from competition.folds import load_folds
+from models import MODEL_NAMES  # importing models registers them with timm
+
+STUDY = {  # model: (the study's name, what changed, what the study reported)
+    "baseline_cnn": ("Model 1", "two conv stages and an MLP head, no normalisation: the floor",
+                     "52% train / 70% val (unreliable: val above train)"),
+    "bn_cnn": ("Model 2", "four conv blocks with batch norm, a deeper MLP head", "58%"),
+    "resnet_cbam": ("Model 3", "ResNet-18 with CBAM attention after each stage; ImageNet stem (48 -> 12 px)",
+                    "60%"),
+    "resnet_cbam48": ("Model 3, 48 px stem", "the same ResNet-18 + CBAM with a 3x3 stride-1 stem: stages see 48 px",
+                      "-"),
+}
+ALWAYS = ("baseline_cnn", "bn_cnn", "resnet_cbam")  # reported as missing when absent
+WINNER_PRIVATE = 0.7116  # the 2013 winner's PrivateTest score (Tang, CNN with a linear-SVM loss)
+HUMAN = 0.65  # human accuracy on FER2013, about 65% +- 5% (Goodfellow et al. 2013)
+AVERAGE = "logits"  # how the ensemble combines models, as competition.ensemble's default
+MISTAKES = 16  # images in the confident-mistakes grid
+MISTAKES_PNG = "confident_mistakes.png"  # dataset images: must not be committed
+
+
+class ReportError(Exception):
+    """Nothing to report: the message says what to run first."""
+
+
+# ---------------------------------------------------------------- numbers from the logits
+
+@functools.lru_cache(maxsize=None)
+def count_macs(model_name: str) -> tuple[int, int]:
+    """(parameters, multiply-adds) for one 1x48x48 image; torch counts FLOPs = 2 x MACs."""
+    model = timm.create_model(model_name, num_classes=NUM_CLASSES, in_chans=1).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 1, 48, 48))
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
+
+
+def step(name: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, data: FerData) -> dict:
+    """One ladder row: OOF accuracy over `labels`' rows, PublicTest and PrivateTest accuracy (None: unknown)."""
+    return {"step": name, "oof_rows": len(labels), **ensemble.score(oof, labels, test, data)}
+
+
+def per_class(logits: np.ndarray, labels: np.ndarray) -> dict:
+    pred = logits.argmax(1)
+    p, r, f, support = precision_recall_fscore_support(labels, pred, labels=range(NUM_CLASSES), zero_division=0)
+    return {"precision": p.tolist(), "recall": r.tolist(), "f1": f.tolist(), "support": support.tolist(),
+            "confusion": confusion_matrix(labels, pred, labels=range(NUM_CLASSES)).tolist()}
+
+
+def model_numbers(ml, data: FerData) -> dict:
+    """Size, train vs fold-validation accuracy (done.json, per fold), OOF and test accuracy, per class."""
+    params, macs = count_macs(ml.model)
+    train = np.array([ml.done[f]["train_acc"] for f in ml.folds])
+    val = np.array([ml.done[f]["val_acc"] for f in ml.folds])
+    return {"folds": list(ml.folds), "params": params, "macs": macs,
+            "best_epoch": [ml.done[f]["best_epoch"] for f in ml.folds],
+            "train_acc_folds": train.tolist(), "val_acc_folds": val.tolist(),
+            "train_acc": float(train.mean()), "train_acc_std": float(train.std()),
+            "val_acc": float(val.mean()), "val_acc_std": float(val.std()), "gap": float(train.mean() - val.mean()),
+            **ensemble.score(ml.oof_logits, ml.oof_labels, ml.test_logits, data),
+            "per_class": per_class(ml.oof_logits, ml.oof_labels)}
+
+
+def model_ladder(ml, data: FerData, fold_of_row: np.ndarray) -> list[dict]:
+    """One fold -> fold average -> with TTA, for one model. The first two steps use the plain logits."""
+    first = ml.folds[0]
+    in_first = fold_of_row[ml.oof_rows] == first
+    with np.load(paths.fold_dir(ml.model, first) / "test.npz") as z:
+        first_test = z["logits_plain"]
+    return [step(f"{ml.model}: one fold (fold {first})", ml.oof_logits_plain[in_first], ml.oof_labels[in_first],
+                 first_test, data),
+            step(f"{ml.model}: {len(ml.folds)}-fold average", ml.oof_logits_plain, ml.oof_labels,
+                 ml.test_logits_plain, data),
+            step(f"{ml.model}: + TTA", ml.oof_logits, ml.oof_labels, ml.test_logits, data)]
+
+
+def ensemble_ladder(complete: list, data: FerData) -> list[dict]:
+    """Ladder rows of the ensemble of complete models: equal weights and, with two models or more, OOF-fitted."""
+    weightings = {"equal weights": np.full(len(complete), 1 / len(complete))}
+    if len(complete) > 1:
+        weightings["OOF-fitted weights"] = np.asarray(ensemble.fit_weights(complete, AVERAGE))
+    _, labels, _ = ensemble.common_oof(complete)
+    rows = []
+    for label, weights in weightings.items():
+        oof, test = ensemble.combine(complete, weights, AVERAGE)
+        rows.append({**step(f"ensemble, {label}", oof, labels, test, data),
+                     "models": [ml.model for ml in complete], "weights": weights.tolist()})
+    return rows
+
+
+def mistakes_source(loaded: dict, complete: list, numbers: dict) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """(name, OOF logits, labels, Training rows): the equal-weight ensemble, else the best single model."""
+    if complete:
+        rows, labels, _ = ensemble.common_oof(complete)
+        oof, _ = ensemble.combine(complete, np.full(len(complete), 1 / len(complete)), AVERAGE)
+        return f"ensemble of {len(complete)}, equal weights", oof, labels, rows
+    best = max(loaded.values(), key=lambda ml: numbers[ml.model]["oof"])
+    return f"{best.model}, TTA", best.oof_logits, best.oof_labels, best.oof_rows
+
+
+def confident_mistakes(logits: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> list[dict]:
+    """The wrong OOF predictions with the highest softmax probability, most confident first."""
+    prob = softmax(logits.astype(np.float64), axis=1)
+    pred, conf = prob.argmax(1), prob.max(1)
+    wrong = np.flatnonzero(pred != labels)
+    top = wrong[np.argsort(-conf[wrong], kind="stable")][:MISTAKES]
+    return [{"row": int(rows[i]), "true": int(labels[i]), "pred": int(pred[i]), "confidence": float(conf[i])}
+            for i in top]
+
+
+# ---------------------------------------------------------------- what is there, what is missing
+
+def default_models() -> list[str]:
+    """The study's three models always (so an absent one shows as missing), others when they have runs."""
+    return [m for m in MODEL_NAMES if m in ALWAYS or (paths.folds_dir() / m).is_dir()]
+
+
+def fold_problem(model: str, fold: int) -> str:
+    folder = paths.fold_dir(model, fold)
+    return "not started" if not folder.is_dir() else "started, no done.json (interrupted or running)"
+
+
+def load_models(names: list[str], k: int) -> tuple[dict, list[str]]:
+    """({model: ModelLogits} for models with at least one complete fold, lines saying what is missing)."""
+    loaded, missing = {}, []
+    for name in names:
+        if not ensemble.finished_folds(name, k):
+            missing.append(f"{name}: no complete fold of {k} (train it: `./run.sh train --model {name}`)")
+            continue
+        loaded[name] = ml = ensemble.load_model(name, allow_missing=True)
+        missing += [f"{name} fold {f}: {fold_problem(name, f)}" for f in range(k) if f not in ml.folds]
+    return loaded, missing
+
+
+# ---------------------------------------------------------------- figures
+
+def plot_curves(model: str, folds: list[int], path: Path) -> None:
+    """Loss and accuracy per epoch, one colour per fold; solid = train (augmented batches), dashed = val."""
+    fig = Figure(figsize=(10, 4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for i, fold in enumerate(folds):
+        log = pd.read_csv(paths.fold_dir(model, fold) / "log.csv")
+        for ax, key in ((loss_ax, "loss"), (acc_ax, "acc")):
+            ax.plot(log["epoch"], log[f"train_{key}"], color=f"C{i}", label=f"fold {fold} train")
+            ax.plot(log["epoch"], log[f"val_{key}"], color=f"C{i}", linestyle="--", label=f"fold {fold} val")
+    for ax, title in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+        ax.set(xlabel="epoch", title=f"{model}: {title}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    acc_ax.legend(fontsize=7)
+    save(fig, path)
+
+
+def plot_confusion(model: str, counts: np.ndarray, path: Path) -> None:
+    """Row-normalised confusion matrix: row = true class, each row sums to 1 (its recall on the diagonal)."""
+    totals = counts.sum(1, keepdims=True)
+    rates = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for (t, p), rate in np.ndenumerate(rates):
+        ax.text(p, t, f"{rate:.2f}", ha="center", va="center", fontsize=8, color="white" if rate > 0.5 else "black")
+    ax.set(xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES), xlabel="predicted", ylabel="true",
+           title=f"{model}: out-of-fold confusion (row-normalised)")
+    ax.set_xticklabels(CLASSES, rotation=45, ha="right")
+    ax.set_yticklabels(CLASSES)
+    fig.colorbar(image, ax=ax)
+    save(fig, path)
+
+
+def plot_mistakes(mistakes: list[dict], images: np.ndarray, source: str, path: Path) -> None:
+    """A grid of the images with true and predicted class and the predicted class's probability."""
+    cols, rows = 4, max(1, -(-len(mistakes) // 4))
+    fig = Figure(figsize=(2 * cols, 2.3 * rows + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, m in zip(axes.ravel(), mistakes):
+        ax.imshow(images[m["row"]], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"true {CLASSES[m['true']]}\npred {CLASSES[m['pred']]} {m['confidence']:.0%}", fontsize=8)
+    fig.suptitle(f"Most confidently wrong out-of-fold predictions ({source})", fontsize=9)
+    save(fig, path)
+
+
+def save(fig: Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+# ---------------------------------------------------------------- markdown
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def spread(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f} ± {100 * std:.2f}%"
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def section_missing(n: dict) -> str:
+    if not n["missing"]:
+        return f"## Missing\n\nNothing: every model listed ran all {n['k']} folds."
+    return "## Missing\n\n" + "\n".join(f"- {line}" for line in n["missing"])
+
+
+def study_rows(n: dict) -> list[list]:
+    """The study's models, then the ensembles, then the reference points."""
+    rows = [[STUDY[name][0], name, spread(m["train_acc"], m["train_acc_std"]), spread(m["val_acc"], m["val_acc_std"]),
+             f"{100 * m['gap']:+.2f} pts", pct(m["oof"]), pct(m["public"]), pct(m["private"]), STUDY[name][2],
+             STUDY[name][1]] for name, m in n["models"].items()]
+    rows += [[e["step"], " + ".join(e["models"]), "-", pct(e["oof"]), "-", pct(e["oof"]), pct(e["public"]),
+              pct(e["private"]), "-", "weighted mean of the models' fold-averaged TTA logits, weights "
+              + " / ".join(f"{w:.2f}" for w in e["weights"])] for e in n["ensemble"]]
+    return rows + [["2013 winner", "", "", "", "", "", "", pct(WINNER_PRIVATE), "", "Kaggle private leaderboard"],
+                   ["Human", "", "", "", "", "", "", f"about {HUMAN:.0%}", "", "Goodfellow et al. 2013"]]
+
+
+def section_study(n: dict) -> str:
+    header = ["", "model", "train acc", "val acc", "gap", "OOF", "PublicTest", "PrivateTest", "study reported",
+              "what changed"]
+    private = [(m["private"], name) for name, m in n["models"].items() if m["private"] is not None]
+    private += [(e["private"], e["step"]) for e in n["ensemble"] if e["private"] is not None]
+    best = (f"Best PrivateTest here: {pct(max(private)[0])} ({max(private)[1]})" if private else
+            "PrivateTest labels are unknown here, so only OOF and PublicTest compare")
+    return ("## The study, measured\n\nTrain accuracy: the best weights on each fold's clean (un-augmented) "
+            "training rows; validation: the fold's held-out rows with TTA; mean ± std over folds (done.json). "
+            "Gap = train - val, the overfitting. An ensemble has no train accuracy: its val column is its OOF.\n\n"
+            + md_table(header, study_rows(n)) + f"\n\n{best}; the 2013 winner scored {pct(WINNER_PRIVATE)}, "
+            f"humans about {HUMAN:.0%}.")
+
+
+def section_ladder(n: dict) -> str:
+    rows = [[s["step"], pct(s["oof"]), s["oof_rows"], pct(s["public"]), pct(s["private"])] for s in n["ladder"]]
+    return ("## The ladder: what each step buys\n\nOne fold is scored on its own validation rows only, later "
+            "steps on the rows of every complete fold. The first two steps use plain logits (no TTA). "
+            "'n/a': the test labels are unknown.\n\n"
+            + md_table(["step", "OOF", "OOF rows", "PublicTest", "PrivateTest"], rows))
+
+
+def disgust_line(m: dict, n: dict) -> str:
+    c = m["per_class"]
+    d = CLASSES.index("Disgust")
+    others = [f1 for i, f1 in enumerate(c["f1"]) if i != d]
+    return (f"Disgust has {n['disgust_train']} of {n['train_rows']} training images "
+            f"({n['disgust_train'] / n['train_rows']:.1%}): its OOF precision is {c['precision'][d]:.2f}, recall "
+            f"{c['recall'][d]:.2f} and F1 {c['f1'][d]:.2f}, against a mean F1 of {np.mean(others):.2f} over the "
+            f"other six classes.")
+
+
+def section_model(name: str, m: dict, n: dict) -> str:
+    folds = md_table(["fold", "best epoch", "train acc", "val acc", "gap"],
+                     [[f, e, pct(t), pct(v), f"{100 * (t - v):+.2f} pts"] for f, e, t, v in
+                      zip(m["folds"], m["best_epoch"], m["train_acc_folds"], m["val_acc_folds"])])
+    c = m["per_class"]
+    classes = md_table(["class", "OOF rows", "precision", "recall", "F1"],
+                       [[cls, c["support"][i], f"{c['precision'][i]:.2f}", f"{c['recall'][i]:.2f}", f"{c['f1'][i]:.2f}"]
+                        for i, cls in enumerate(CLASSES)])
+    return "\n\n".join([f"### {name} ({STUDY.get(name, ('',))[0]})",
+                        f"{m['params']:,} parameters, {m['macs'] / 1e6:.2f} M multiply-adds per 48x48 image. "
+                        f"OOF accuracy with TTA {pct(m['oof'])}.", folds,
+                        f"![learning curves of {name}](curves_{name}.png)",
+                        f"![confusion matrix of {name}](confusion_{name}.png)", classes, disgust_line(m, n)])
+
+
+def section_mistakes(n: dict) -> str:
+    lines = [f"- Training row {x['row']}: true {CLASSES[x['true']]}, predicted {CLASSES[x['pred']]} "
+             f"({x['confidence']:.0%})" for x in n["mistakes"]["images"]]
+    return "\n".join([f"## Most confidently wrong validation images ({n['mistakes']['source']})", "",
+                      f"![confident mistakes]({MISTAKES_PNG})", "",
+                      f"`{MISTAKES_PNG}` is made of FER2013 images: it is not to be committed.", ""] + lines)
+
+
+def section_leaderboard() -> str:
+    path = paths.submissions_dir() / "leaderboard.csv"
+    if not path.exists():
+        return "## Submissions\n\nNo submissions yet (`./run.sh ensemble` writes them)."
+    board = pd.read_csv(path, dtype=str, keep_default_na=False).tail(10)
+    return (f"## Submissions\n\nThe last rows of {path.name}, as competition.ensemble wrote them.\n\n"
+            + md_table(list(board.columns), board.values.tolist()))
+
+
+def render(n: dict) -> str:
+    head = (f"# FER2013: the study, regenerated\n\nGenerated {n['generated']} by `python -m competition.report` "
+            f"from {n['k']} folds of {n['train_rows']} Training rows; nothing was retrained. Every number and "
+            f"figure is computed from the saved logits and logs; report.json holds the tables' numbers.")
+    models = [f"## Per model\n\n" + "\n\n".join(section_model(name, m, n) for name, m in n["models"].items())]
+    return "\n\n".join([head, section_missing(n), section_study(n), section_ladder(n), *models,
+                        section_mistakes(n), section_leaderboard()]) + "\n"
+
+
+# ---------------------------------------------------------------- the command
+
+def build(folder: Path, names: list[str]) -> dict:
+    """Compute every number, draw every figure into `folder`, write report.json and report.md there."""
+    data = load_dataset()
+    fold_of_row = load_folds(len(data.train_labels))
+    k = int(fold_of_row.max()) + 1
+    loaded, missing = load_models(names, k)
+    if not loaded:
+        raise ReportError("no model has a complete fold:\n  " + "\n  ".join(missing))
+    for ml in loaded.values():
+        ensemble.check_against(ml, data)  # logits from another dataset would make every number wrong
+    complete = [ml for ml in loaded.values() if len(ml.folds) == k]
+    missing += [f"{name}: left out of the ensemble (incomplete folds)" for name, ml in loaded.items()
+                if len(ml.folds) < k] + ([] if complete else [f"ensemble: no model has all {k} folds"])
+    n = {"generated": time.strftime("%Y-%m-%d %H:%M"), "k": k, "train_rows": len(data.train_labels),
+         "disgust_train": int((data.train_labels == CLASSES.index("Disgust")).sum()), "missing": missing,
+         "models": {name: model_numbers(ml, data) for name, ml in loaded.items()},
+         "ensemble": ensemble_ladder(complete, data) if complete else []}
+    n["ladder"] = [s for ml in loaded.values() for s in model_ladder(ml, data, fold_of_row)] + n["ensemble"]
+    source, oof, labels, rows = mistakes_source(loaded, complete, n["models"])
+    n["mistakes"] = {"source": source, "images": confident_mistakes(oof, labels, rows)}
+    draw(folder, loaded, n, data.train_images)
+    (folder / "report.json").write_text(json.dumps(n, indent=1) + "\n")  # the folder is what is atomic
+    (folder / "report.md").write_text(render(n))
+    return n
+
+
+def draw(folder: Path, loaded: dict, n: dict, train_images: np.ndarray) -> None:
+    for name, ml in loaded.items():
+        plot_curves(name, ml.folds, folder / f"curves_{name}.png")
+        plot_confusion(name, np.array(n["models"][name]["per_class"]["confusion"]), folder / f"confusion_{name}.png")
+    plot_mistakes(n["mistakes"]["images"], train_images, n["mistakes"]["source"], folder / MISTAKES_PNG)
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Swap the finished folder into place: readers see the old report or the new one, never half of one."""
+    old = out.with_name(f".{out.name}.old.{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_report(out: Path, names: list[str]) -> dict:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new."))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a report is for reading
+    try:
+        numbers = build(tmp, names)
+        publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful publish
+    return numbers
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default reports/latest)")
+    parser.add_argument("--models", default=None,
+                        help=f"comma-separated, from {','.join(MODEL_NAMES)} (default: the study's three "
+                             f"and any other with runs)")
+    args = parser.parse_args(argv)
+    names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else default_models()
+    unknown = [m for m in names if m not in MODEL_NAMES]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; known: {', '.join(MODEL_NAMES)}")
+    out = args.out or paths.reports_dir() / "latest"
+    try:
+        numbers = write_report(out, names)
+    except (DataError, ReportError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / 'report.md'} ({len(numbers['models'])} models, {len(numbers['missing'])} missing items)")
+    for line in numbers["missing"]:
+        print(f"  missing: {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

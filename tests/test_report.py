@@ -1,0 +1,263 @@
+"""The report on a fake finished run (tests/fake_runs.py): every figure written, every number equal to what the
+saved logits give (recomputed here from the npz files, without competition.ensemble), missing work reported.
+
+    .venv/bin/python -m pytest -q tests/test_report.py
+"""
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import timm
+from torch import nn
+
+from competition import CLASSES, paths, report
+from tests.fake_runs import make_dataset, make_folds, make_run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+MODELS = ("baseline_cnn", "bn_cnn")
+K = 3
+
+
+@dataclass
+class Built:
+    work: Path  # the FER_WORKDIR the report was made from
+    out: Path  # the report folder
+    numbers: dict  # report.json
+    md: str  # report.md
+
+    def npz(self, model: str, fold: int, name: str) -> dict:
+        with np.load(self.work / "folds" / model / f"fold{fold}" / name) as z:
+            return {key: z[key] for key in z.files}
+
+    def done(self, model: str, fold: int) -> dict:
+        return json.loads((self.work / "folds" / model / f"fold{fold}" / "done.json").read_text())
+
+
+def build(tmp: Path, *args: str) -> Built:
+    out = tmp / "rep"
+    assert report.main(["--out", str(out), *args]) == 0
+    return Built(paths.workdir(), out, json.loads((out / "report.json").read_text()), (out / "report.md").read_text())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Built:
+    """One report of two complete models, every test label known; the read-only tests share it."""
+    tmp = tmp_path_factory.mktemp("report")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FER_WORKDIR", str(tmp / "work"))
+        make_run(tmp, {"baseline_cnn": 0.5, "bn_cnn": 0.7}, k=K)
+        for model in MODELS:  # the fake's train accuracy is the same on every fold: vary it, so spreads are tested
+            for fold in range(K):
+                done = paths.fold_dir(model, fold) / "done.json"
+                done.write_text(json.dumps({**json.loads(done.read_text()), "train_acc": 0.8 + 0.05 * fold}))
+        return build(tmp, "--models", ",".join(MODELS))
+
+
+# ---------------------------------------------------------------- the truth, from the npz files
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
+    known = labels >= 0
+    return float((logits[known].argmax(1) == labels[known]).mean()) if known.any() else None
+
+
+def known_test_labels(b: Built) -> tuple[np.ndarray, np.ndarray]:
+    """(public labels, private labels): the first half of the test rows is PublicTest in the fake dataset."""
+    with np.load(b.work / "data" / "fer2013.npz") as z:
+        labels, usage = z["test_labels"], z["test_usage"].astype(str)
+    return labels[usage == "PublicTest"], labels[usage == "PrivateTest"]
+
+
+def scores(b: Built, oof: np.ndarray, labels: np.ndarray, test: np.ndarray) -> dict:
+    public, private = known_test_labels(b)
+    return {"oof": accuracy(oof, labels), "public": accuracy(test[:len(public)], public),
+            "private": accuracy(test[len(public):], private)}
+
+
+def pooled(b: Built, model: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, labels, OOF logits under `key`) of every fold, sorted by Training row."""
+    parts = [b.npz(model, f, "oof.npz") for f in range(K)]
+    rows = np.concatenate([p["rows"] for p in parts])
+    order = np.argsort(rows)
+    return (rows[order], np.concatenate([p["labels"] for p in parts])[order],
+            np.concatenate([p[key] for p in parts])[order])
+
+
+def fold_mean(b: Built, model: str, key: str) -> np.ndarray:
+    return np.mean([b.npz(model, f, "test.npz")[key] for f in range(K)], axis=0)
+
+
+def step(b: Built, name: str) -> dict:
+    (row,) = [s for s in b.numbers["ladder"] if s["step"] == name]
+    return row
+
+
+def same(got: dict, want: dict) -> None:
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value), key
+
+
+# ---------------------------------------------------------------- files
+
+def test_every_figure_is_written_and_linked(built):
+    names = ["confident_mistakes.png"] + [f"{kind}_{m}.png" for m in MODELS for kind in ("curves", "confusion")]
+    for name in names:
+        blob = (built.out / name).read_bytes()
+        assert blob.startswith(PNG) and len(blob) > 2000, name
+        assert f"]({name})" in built.md, f"report.md does not show {name}"
+    assert sorted(p.name for p in built.out.iterdir()) == sorted(names + ["report.json", "report.md"])
+    assert not [p for p in built.out.parent.iterdir() if p.name.startswith(".rep")], "a temp folder was left"
+    assert "confident_mistakes.png` is made of FER2013 images: it is not to be committed" in built.md
+
+
+# ---------------------------------------------------------------- numbers
+
+@pytest.mark.parametrize("model", MODELS)
+def test_model_numbers_equal_the_logits(built, model):
+    got = built.numbers["models"][model]
+    _, labels, oof = pooled(built, model, "logits")
+    want = scores(built, oof, labels, fold_mean(built, model, "logits"))
+    train = [built.done(model, f)["train_acc"] for f in range(K)]
+    val = [built.done(model, f)["val_acc"] for f in range(K)]
+    same(got, {**want, "train_acc": np.mean(train), "train_acc_std": np.std(train), "val_acc": np.mean(val),
+               "val_acc_std": np.std(val), "gap": np.mean(train) - np.mean(val)})
+    confusion = np.zeros((7, 7), int)
+    np.add.at(confusion, (labels, oof.argmax(1)), 1)
+    assert got["per_class"]["confusion"] == confusion.tolist()
+    assert got["per_class"]["recall"] == pytest.approx(confusion.diagonal() / confusion.sum(1))
+    d = CLASSES.index("Disgust")
+    precision, recall = confusion[d, d] / confusion[:, d].sum(), confusion[d, d] / confusion[d].sum()
+    f1 = 2 * precision * recall / (precision + recall)
+    assert (f"Disgust has {int((labels == d).sum())} of {len(labels)} training images") in built.md
+    assert f"its OOF precision is {precision:.2f}, recall {recall:.2f} and F1 {f1:.2f}" in built.md
+    (line,) = [l for l in built.md.splitlines() if l.startswith(f"| {report.STUDY[model][0]} | {model} |")]
+    for value in want.values():
+        assert f"| {100 * value:.2f}% |" in line
+    assert f"{100 * np.mean(val):.2f} ± {100 * np.std(val):.2f}%" in line
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_ladder_equals_the_logits(built, model):
+    with np.load(built.work / "folds" / model / "fold0" / "oof.npz") as z:
+        first = scores(built, z["logits_plain"], z["labels"], built.npz(model, 0, "test.npz")["logits_plain"])
+    _, labels, plain = pooled(built, model, "logits_plain")
+    average = scores(built, plain, labels, fold_mean(built, model, "logits_plain"))
+    _, _, tta = pooled(built, model, "logits")
+    with_tta = scores(built, tta, labels, fold_mean(built, model, "logits"))
+    assert first != average != with_tta  # the steps differ, so a step computed from the wrong logits fails
+    same(step(built, f"{model}: one fold (fold 0)"), first)
+    same(step(built, f"{model}: {K}-fold average"), average)
+    same(step(built, f"{model}: + TTA"), with_tta)
+    for name, s in (("one fold (fold 0)", first), (f"{K}-fold average", average), ("+ TTA", with_tta)):
+        row = f"| {model}: {name} | {100 * s['oof']:.2f}% |"
+        assert row in built.md
+
+
+def test_ensembles_equal_the_logits(built):
+    _, labels, _ = pooled(built, MODELS[0], "logits")
+    oofs = [pooled(built, m, "logits")[2] for m in MODELS]
+    tests = [fold_mean(built, m, "logits") for m in MODELS]
+    for name in ("equal weights", "OOF-fitted weights"):
+        row = step(built, f"ensemble, {name}")
+        w = np.array(row["weights"])
+        assert w.sum() == pytest.approx(1) and (w >= 0).all() and row["models"] == list(MODELS)
+        same(row, scores(built, np.tensordot(w, np.stack(oofs), 1), labels, np.tensordot(w, np.stack(tests), 1)))
+        assert f"| ensemble, {name} | {100 * row['oof']:.2f}% |" in built.md
+    assert step(built, "ensemble, equal weights")["weights"] == [0.5, 0.5]
+
+
+def test_mistakes_are_wrong_and_most_confident_first(built):
+    mistakes = built.numbers["mistakes"]["images"]
+    rows, labels, _ = pooled(built, MODELS[0], "logits")
+    truth = dict(zip(rows.tolist(), labels.tolist()))
+    assert mistakes and all(m["true"] != m["pred"] and truth[m["row"]] == m["true"] for m in mistakes)
+    confidence = [m["confidence"] for m in mistakes]
+    assert confidence == sorted(confidence, reverse=True)
+    assert f"true {CLASSES[mistakes[0]['true']]}, predicted {CLASSES[mistakes[0]['pred']]}" in built.md
+
+
+def test_unknown_private_labels_read_n_a(tmp_path):
+    make_run(tmp_path, {"bn_cnn": 0.7}, k=K, private_known=False)
+    b = build(tmp_path, "--models", "bn_cnn")
+    assert b.numbers["models"]["bn_cnn"]["private"] is None
+    assert b.numbers["models"]["bn_cnn"]["public"] is not None
+    (line,) = [l for l in b.md.splitlines() if l.startswith("| Model 2 | bn_cnn |")]
+    assert "| n/a |" in line
+    assert [s["step"] for s in b.numbers["ensemble"]] == ["ensemble, equal weights"]  # one model: nothing to fit
+
+
+# ---------------------------------------------------------------- missing work
+
+def test_missing_folds_and_models_are_reported(tmp_path):
+    make_run(tmp_path, {"baseline_cnn": 0.5, "bn_cnn": 0.7}, k=K)
+    (paths.fold_dir("baseline_cnn", 1) / "done.json").unlink()  # interrupted
+    shutil.rmtree(paths.fold_dir("bn_cnn", 2))  # never started
+    b = build(tmp_path)  # default models: the study's three, and resnet_cbam has no run
+    missing = b.md.split("## Missing")[1].split("\n## ")[0]
+    for line in ("baseline_cnn fold 1: started, no done.json", "bn_cnn fold 2: not started",
+                 "resnet_cbam: no complete fold of 3", "baseline_cnn: left out of the ensemble",
+                 "bn_cnn: left out of the ensemble", "ensemble: no model has all 3 folds"):
+        assert line in missing
+        assert any(m.startswith(line) for m in b.numbers["missing"])
+    assert b.numbers["models"]["baseline_cnn"]["folds"] == [0, 2]
+    assert b.numbers["models"]["bn_cnn"]["folds"] == [0, 1]
+    assert "resnet_cbam" not in b.numbers["models"] and b.numbers["ensemble"] == []
+    assert "bn_cnn: 2-fold average" in [s["step"] for s in b.numbers["ladder"]]
+    assert b.numbers["mistakes"]["source"] == "bn_cnn, TTA"  # no ensemble: the best single model
+    assert (b.out / "curves_bn_cnn.png").exists() and not (b.out / "curves_resnet_cbam.png").exists()
+
+
+def test_nothing_missing_says_so(built):
+    assert built.numbers["missing"] == []
+    assert "## Missing\n\nNothing: every model listed ran all 3 folds." in built.md
+
+
+def test_no_finished_model_is_an_error_that_names_them(tmp_path, capsys):
+    make_folds(make_dataset(tmp_path), K)
+    assert report.main(["--out", str(tmp_path / "rep"), "--models", "bn_cnn"]) == 2
+    assert "bn_cnn: no complete fold of 3" in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()
+    with pytest.raises(SystemExit):
+        report.main(["--models", "bn_cnn,vgg"])
+
+
+def test_a_crash_leaves_the_old_report(tmp_path, monkeypatch):
+    make_run(tmp_path, {"bn_cnn": 0.7}, k=K)
+    old = build(tmp_path, "--models", "bn_cnn").md
+
+    def crash(*args):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(report, "plot_mistakes", crash)
+    with pytest.raises(RuntimeError):
+        report.main(["--out", str(tmp_path / "rep"), "--models", "bn_cnn"])
+    assert (tmp_path / "rep" / "report.md").read_text() == old
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rep")] == []
+
+
+# ---------------------------------------------------------------- model size
+
+def hooked_macs(name: str) -> int:
+    """Multiply-adds counted by hand on every Conv2d and Linear: an independent check of FlopCounterMode."""
+    model, total = timm.create_model(name, num_classes=7, in_chans=1).eval(), [0]
+
+    def count(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            total[0] += output.numel() * module.in_channels // module.groups * int(np.prod(module.kernel_size))
+        else:
+            total[0] += output.numel() * module.in_features
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.register_forward_hook(count)
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 48, 48))
+    return total[0]
+
+
+@pytest.mark.parametrize("name", ["baseline_cnn", "bn_cnn"])
+def test_macs_and_parameters(name):
+    params, macs = report.count_macs(name)
+    assert macs == hooked_macs(name) > 0
+    assert params == sum(p.numel() for p in timm.create_model(name, num_classes=7, in_chans=1).parameters())
