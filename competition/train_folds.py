@@ -218,7 +218,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help=f"one of {', '.join(models.MODEL_NAMES)}, a comma list, or all")
     p.add_argument("--folds", default="all", help="comma list of fold indices, or all")
-    p.add_argument("--recipe", default="strong", choices=["seed", "strong"])
+    p.add_argument("--recipe", default="strong", choices=["seed", "strong", "quick"])
     p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe knob")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -96,7 +96,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_logits(prepared, workdir)
 
 
 def test_torchrun_spreads_jobs_over_two_cpu_processes(prepared):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     result = subprocess.run([*torchrun, "-m", "competition.train_folds", "--model", "baseline_cnn",
                              "--folds", "0,1,2", "--epochs", "1", *FAST], cwd=REPO, capture_output=True,
                             text=True, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"})

@@ -1,0 +1,109 @@
+"""The main job: data, folds, the three models, the ensemble and the report, in one resumable command.
+
+    ./run.sh all --from ../shared/data/fer2013/<competition zip>     # strong recipe, 5 folds (GPU-sized)
+    ./run.sh all --quick --from <zip>                                  # fold 0, short runs: < 30 min on 2 CPU cores
+    ./run.sh all --device cuda --folds 0                               # one fold of each model on a GPU
+
+Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
+finished epoch), so running the same command again after an interruption finishes the work without
+redoing it. Training jobs (model, fold) are spread over parallel processes with torchrun: two on this
+2-core CPU (one thread each is faster than one process with two threads), one per GPU otherwise.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from competition import download, ensemble, folds, paths, report
+
+STUDY_MODELS = ("baseline_cnn", "bn_cnn", "resnet_cbam")
+
+
+def step(title: str, fn, *args) -> None:
+    print(f"\n=== {title}", flush=True)
+    start = time.perf_counter()
+    code = fn(*args)
+    if code:
+        raise SystemExit(code)
+    print(f"=== {title}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def get_data(source: Path | None) -> int:
+    if source is not None:
+        return download.main(["--from", str(source)])
+    if paths.cache_path().exists():
+        print(f"{paths.cache_path()}: present; pass --from PATH or run ./run.sh download --force to refresh")
+        return 0
+    return download.main([])
+
+
+def make_folds(k: int) -> int:
+    if paths.folds_csv().exists():
+        print(f"{paths.folds_csv()}: present, kept")
+        return 0
+    return folds.main(["--k", str(k), "--seed", "42"])
+
+
+def processes(device: str) -> int:
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return max(1, torch.cuda.device_count())
+    return min(2, os.cpu_count() or 1)
+
+
+def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: int) -> int:
+    args = ["-m", "competition.train_folds", "--model", ",".join(models), "--folds", fold_list,
+            "--recipe", recipe, "--device", device]
+    launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
+                                                    "--standalone", "--nproc_per_node", str(nproc)]
+    print(" ".join(["python" if nproc == 1 else "torchrun --nproc_per_node " + str(nproc)] + args[1:]), flush=True)
+    return subprocess.run([*launcher, *args], cwd=paths.REPO, env=os.environ | {"OMP_NUM_THREADS": "1"}).returncode
+
+
+def speed_table(models: list[str]) -> str:
+    lines = [f"{'model':14s} {'folds':>5s} {'epochs':>6s} {'train img/s':>11s} {'train s':>8s} {'val acc':>8s}"]
+    for name in models:
+        done = [json.loads(p.read_text()) for p in sorted(paths.folds_dir().glob(f"{name}/fold*/done.json"))]
+        if done:
+            lines.append(f"{name:14s} {len(done):5d} {sum(d['epochs_run'] for d in done):6d} "
+                         f"{sum(d['images_per_s'] for d in done) / len(done):11.0f} "
+                         f"{sum(d['seconds'] for d in done):8.0f} "
+                         f"{sum(d['val_acc'] for d in done) / len(done):8.4f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--from", dest="source", type=Path, help="import these competition files instead of downloading")
+    p.add_argument("--quick", action="store_true", help="fold 0 and short runs (the `quick` recipe): < 30 min on CPU")
+    p.add_argument("--models", default=",".join(STUDY_MODELS), help="comma list of architectures")
+    p.add_argument("--folds", default=None, help="comma list of folds to train (default: all; 0 with --quick)")
+    p.add_argument("--k", type=int, default=5, help="number of folds, when folds.csv is made")
+    p.add_argument("--recipe", default=None, help="seed | strong | quick (default: strong, quick with --quick)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--nproc", type=int, default=0, help="training processes (default: 2 on CPU, one per GPU)")
+    p.add_argument("--report", default=None, help="report folder name under reports/ (default: quick or full)")
+    args = p.parse_args(argv)
+    models = args.models.split(",")
+    fold_list = args.folds or ("0" if args.quick else "all")
+    recipe = args.recipe or ("quick" if args.quick else "strong")
+    start = time.perf_counter()
+    step("data", get_data, args.source)
+    step("folds", make_folds, args.k)
+    step(f"train {','.join(models)} folds {fold_list} ({recipe} recipe)", train, models, fold_list, recipe,
+         args.device, args.nproc or processes(args.device))
+    print(speed_table(models))
+    ensemble_args = ["--models", ",".join(models), "--weights", "oof" if len(models) > 1 else "equal"]
+    step("ensemble", ensemble.main, ensemble_args + ([] if fold_list == "all" else ["--allow-missing"]))
+    out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
+    step("report", report.main, ["--out", str(out), "--models", ",".join(models)])
+    print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

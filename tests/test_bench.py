@@ -1,0 +1,27 @@
+"""The benchmark runs from a fresh clone (synthetic images) and prints its table; no timing is asserted.
+
+    .venv/bin/python -m pytest -q tests/test_bench.py
+"""
+import re
+
+import torch
+
+from competition import bench
+
+
+def test_bench_prints_a_row_of_positive_figures(capsys):
+    threads = torch.get_num_threads()
+    assert bench.main(["--synthetic", "256", "--steps", "2", "--models", "baseline_cnn", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| baseline_cnn |"))
+    figures = [float(cell) for cell in row.strip("|").split("|")[1:]]
+    assert len(figures) == 6 and all(f > 0 for f in figures)
+    assert re.search(r"geometric mean .* training \d+\.\d+x, TTA inference \d+\.\d+x", out)
+    assert "command: python -m competition.bench --synthetic 256 --steps 2" in out
+    assert "machine: " in out and f"torch {torch.__version__}" in out
+    assert torch.get_num_threads() == threads  # the threads are given back
+
+
+def test_bench_refuses_unknown_models(capsys):
+    assert bench.main(["--synthetic", "8", "--models", "nope"]) == 2
+    assert "unknown: nope" in capsys.readouterr().err

@@ -1,0 +1,24 @@
+"""`./run.sh all --quick`: from competition files to a valid submission and a report, and resumable."""
+import pandas as pd
+
+from competition import paths, run_all
+from tests.conftest import kaggle_zip, synthetic_rows
+
+
+def test_quick_pipeline_end_to_end_then_rerun_redoes_nothing(tmp_path, capsys):
+    source = kaggle_zip(tmp_path / "c.zip", *synthetic_rows(n_train=280), with_private_labels=False)
+    args = ["--quick", "--from", str(source), "--models", "baseline_cnn,bn_cnn", "--nproc", "2"]
+    assert run_all.main(args) == 0
+    submission = (paths.submissions_dir() / "submission.csv").read_text().splitlines()
+    assert len(submission) == 1 + 28 and all(0 <= int(v) <= 6 for v in submission[1:])
+    board = pd.read_csv(paths.submissions_dir() / "leaderboard.csv", keep_default_na=False)
+    assert len(board) == 1 and board.loc[0, "models"] == "baseline_cnn+bn_cnn" and board.loc[0, "private"] == "n/a"
+    assert (paths.reports_dir() / "quick" / "report.md").exists()
+    done = {m: (paths.fold_dir(m, 0) / "done.json").stat().st_mtime_ns for m in ("baseline_cnn", "bn_cnn")}
+    assert not paths.fold_dir("bn_cnn", 1).exists()  # --quick trains fold 0 only
+    capsys.readouterr()
+
+    assert run_all.main(args) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert done == {m: (paths.fold_dir(m, 0) / "done.json").stat().st_mtime_ns for m in done}
+    assert len(pd.read_csv(paths.submissions_dir() / "leaderboard.csv")) == 2
