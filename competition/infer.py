@@ -24,6 +24,3 @@ def infer(model: torch.nn.Module, images_u8, tta: int = 1, batch_size: int = 512
         out.append(logits.float().reshape(len(views), len(x), -1).mean(0).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 7), np.float32)
 
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")

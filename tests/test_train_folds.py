@@ -120,3 +120,9 @@ def test_resuming_with_other_settings_is_refused(prepared, capsys):
     (paths.fold_dir("baseline_cnn", 0) / "done.json").unlink()  # as if interrupted before the end
     assert train_folds.main([*args, "--epochs", "5"]) == 2
     assert "epochs differ" in capsys.readouterr().err
+
+
+def test_tensor_augmentation_path_trains_too(prepared):
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "2", "--epochs", "1", "--aug", "tensor", *FAST]) == 0
+    out = paths.fold_dir("baseline_cnn", 2)
+    assert json.loads((out / "config.json").read_text())["aug"] == "tensor" and (out / "done.json").exists()
