@@ -37,6 +37,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
+from tqdm import tqdm
 
 import models
 from competition import paths
@@ -117,10 +118,14 @@ class FoldRun:
         for stale in self.out.glob(".*.tmp"):  # left by a SIGKILL during an atomic write
             stale.unlink()
         atomic_write_text(self.out / "config.json", json.dumps(self.config, indent=2))
+        torch.manual_seed(epoch_seed(self.seed, self.fold, 0))  # the initial weights
         model, kwargs, optimizer, scheduler, ema = build(self.name, self.recipe, self.source.steps, self.device)
         state = self.resume(model, optimizer, scheduler, ema)
-        while not state["finished"]:
-            self.one_epoch(state, model, kwargs, optimizer, scheduler, ema)
+        with tqdm(total=self.recipe.epochs, initial=state["epoch"], desc=f"{self.name} fold {self.fold} epochs",
+                  disable=not self.progress) as bar:
+            while not state["finished"]:
+                self.one_epoch(state, model, kwargs, optimizer, scheduler, ema)
+                bar.update(1)
         return self.finish(kwargs)
 
     def check_same_settings(self) -> None:
@@ -175,10 +180,10 @@ class FoldRun:
         save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                     "state": state}, self.out / "state.pt")
-        print(f"{self.name} fold {self.fold} epoch {epoch}/{r.epochs}: loss {stats.loss:.4f} "
-              f"train_acc {stats.acc:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} lr {lr:.2e} "
-              f"{stats.seconds:.1f}s {stats.images_per_s:.0f} img/s" + (" *" if state["best_epoch"] == epoch else ""),
-              flush=True)
+        tqdm.write(f"{self.name} fold {self.fold} epoch {epoch}/{r.epochs}: loss {stats.loss:.4f} "
+                   f"train_acc {stats.acc:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} lr {lr:.2e} "
+                   f"{stats.seconds:.1f}s {stats.images_per_s:.0f} img/s" + (" *" if state["best_epoch"] == epoch else ""))
+        sys.stdout.flush()
 
     def finish(self, kwargs) -> dict:
         """Best weights -> OOF and test logits (plain and TTA), clean train accuracy, then done.json."""

@@ -1,6 +1,7 @@
 """Per-fold training: outputs, resume after SIGKILL with identical logits, bad arguments, torchrun."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_logits(prepared, workdir)
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:  # wait for epoch 1 to end, then kill about half-way through epoch 2
         if "epoch 1/3" in line:
-            seconds = float(line.split("s ")[0].split()[-1].rstrip("s"))
+            seconds = float(re.search(r" ([0-9.]+)s [0-9]+ img/s", line).group(1))
             time.sleep(seconds / 2)
             proc.send_signal(signal.SIGKILL)
             break
