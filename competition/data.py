@@ -35,6 +35,8 @@ from competition.atomic import atomic_open
 CACHE_VERSION = 1
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 USAGES = ("Training", "PublicTest", "PrivateTest")
+NOT_PIXEL_TEXT = np.ones(256, dtype=bool)  # byte -> True unless a digit, a space or the row separator
+NOT_PIXEL_TEXT[[ord(c) for c in "0123456789 \n"]] = False
 KNOWN_FILES = ("fer2013.csv", "icml_face_data.csv", "train.csv", "test.csv", "example_submission.csv")
 
 
@@ -168,14 +170,14 @@ def parse_pixels(texts: pd.Series, name: str) -> np.ndarray:
     starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])  # byte offset of each row
     row_at = lambda pos: int(np.searchsorted(starts, pos, side="right") - 1)
     is_space = raw == 32
-    bad = np.flatnonzero(((raw < 48) | (raw > 57)) & ~is_space & (raw != 10))
+    bad = np.flatnonzero(NOT_PIXEL_TEXT[raw])
     if bad.size:
         raise DataError(f"{name}: {_line(row_at(bad[0]))}: pixel text holds a non-integer character "
                         f"{chr(raw[bad[0]])!r}. Pixels must be 2304 integers 0..255 separated by spaces.")
     doubled = np.flatnonzero(is_space[1:] & is_space[:-1])
     if doubled.size:
         raise DataError(f"{name}: {_line(row_at(doubled[0]))}: two spaces in a row (an empty pixel value).")
-    tokens = np.add.reduceat(is_space, starts, dtype=np.int64) + 1
+    tokens = np.array([t.count(" ") + 1 for t in texts.tolist()])  # str.count is C speed, ~0.1 s in all
     wrong = np.flatnonzero(tokens != PIXELS)
     if wrong.size:
         row = int(wrong[0])
