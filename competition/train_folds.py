@@ -110,11 +110,11 @@ class FoldRun:
                                  self.source.aug)
 
     def run(self) -> dict:
+        self.check_same_settings()
         if (self.out / "done.json").exists():
             print(f"{self.name} fold {self.fold}: finished earlier, skipped ({self.out / 'done.json'})")
             return json.loads((self.out / "done.json").read_text())
         self.out.mkdir(parents=True, exist_ok=True)
-        self.check_same_settings()
         for stale in self.out.glob(".*.tmp"):  # left by a SIGKILL during an atomic write
             stale.unlink()
         atomic_write_text(self.out / "config.json", json.dumps(self.config, indent=2))
@@ -129,9 +129,9 @@ class FoldRun:
         return self.finish(kwargs)
 
     def check_same_settings(self) -> None:
-        """A run resumes only with the settings it started with (a new epoch count would bend its schedule)."""
+        """A fold resumes, or counts as done, only with the settings it started with."""
         old = self.out / "config.json"
-        if (self.out / "state.pt").exists() and old.exists():
+        if old.exists() and ((self.out / "state.pt").exists() or (self.out / "done.json").exists()):
             before = json.loads(old.read_text())
             if (before["settings"], before["seed"]) != (self.config["settings"], self.config["seed"]):
                 changed = sorted(k for k in self.config["settings"]

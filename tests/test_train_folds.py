@@ -118,6 +118,8 @@ def test_recipes_and_overrides():
 def test_resuming_with_other_settings_is_refused(prepared, capsys):
     args = ["--model", "baseline_cnn", "--folds", "0", *FAST]
     assert train_folds.main([*args, "--epochs", "2"]) == 0
+    assert train_folds.main([*args, "--epochs", "5"]) == 2  # finished with 2 epochs: not "done" for 5
+    assert "epochs differ" in capsys.readouterr().err
     (paths.fold_dir("baseline_cnn", 0) / "done.json").unlink()  # as if interrupted before the end
     assert train_folds.main([*args, "--epochs", "5"]) == 2
     assert "epochs differ" in capsys.readouterr().err
