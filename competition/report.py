@@ -9,7 +9,8 @@ log.csv, done.json) through competition.ensemble, plus each model's registry ent
 multiply-adds; report.json beside report.md holds every table's numbers. Missing work is reported, never
 skipped: a model without complete folds, or a fold without done.json, is listed under "Missing". The
 report is built in a temp folder and renamed into place, so a crash leaves the old report or the new one.
-confident_mistakes.png is made of FER2013 images: keep it out of git.
+confident_mistakes.png is made of FER2013 images: keep it out of git. This module computes the numbers,
+draws the figures and publishes the folder; report.md's wording and tables are competition.report_markdown.
 """
 import argparse
 import functools
@@ -34,23 +35,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from competition import CLASSES, NUM_CLASSES, ensemble, paths
 from competition.data import DataError, FerData, load_dataset
 from competition.folds import load_folds
+from competition.report_markdown import MISTAKES_PNG, STUDY, render  # STUDY: re-exported, tests read it
 from models import MODEL_NAMES  # importing models registers them with timm
 
-STUDY = {  # model: (the study's name, what changed, what the study reported)
-    "baseline_cnn": ("Model 1", "two conv stages and an MLP head, no normalisation: the floor",
-                     "52% train / 70% val (unreliable: val above train)"),
-    "bn_cnn": ("Model 2", "four conv blocks with batch norm, a deeper MLP head", "58%"),
-    "resnet_cbam": ("Model 3", "ResNet-18 with CBAM attention after each stage; ImageNet stem (48 -> 12 px)",
-                    "60%"),
-    "resnet_cbam48": ("Model 3, 48 px stem", "the same ResNet-18 + CBAM with a 3x3 stride-1 stem: stages see 48 px",
-                      "-"),
-}
 ALWAYS = ("baseline_cnn", "bn_cnn", "resnet_cbam")  # reported as missing when absent
-WINNER_PRIVATE = 0.7116  # the 2013 winner's PrivateTest score (Tang, CNN with a linear-SVM loss)
-HUMAN = 0.65  # human accuracy on FER2013, about 65% +- 5% (Goodfellow et al. 2013)
 AVERAGE = "logits"  # how the ensemble combines models, as competition.ensemble's default
 MISTAKES = 16  # images in the confident-mistakes grid
-MISTAKES_PNG = "confident_mistakes.png"  # dataset images: must not be committed
 
 
 class ReportError(Exception):
@@ -218,112 +208,6 @@ def plot_mistakes(mistakes: list[dict], images: np.ndarray, source: str, path: P
 def save(fig: Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-
-
-# ---------------------------------------------------------------- markdown
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
-def spread(mean: float, std: float) -> str:
-    return f"{100 * mean:.2f} ± {100 * std:.2f}%"
-
-
-def md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
-def section_missing(n: dict) -> str:
-    if not n["missing"]:
-        return f"## Missing\n\nNothing: every model listed ran all {n['k']} folds."
-    return "## Missing\n\n" + "\n".join(f"- {line}" for line in n["missing"])
-
-
-def study_rows(n: dict) -> list[list]:
-    """The study's models, then the ensembles, then the reference points."""
-    rows = [[STUDY[name][0], name, spread(m["train_acc"], m["train_acc_std"]), spread(m["val_acc"], m["val_acc_std"]),
-             f"{100 * m['gap']:+.2f} pts", pct(m["oof"]), pct(m["public"]), pct(m["private"]), STUDY[name][2],
-             STUDY[name][1]] for name, m in n["models"].items()]
-    rows += [[e["step"], " + ".join(e["models"]), "-", pct(e["oof"]), "-", pct(e["oof"]), pct(e["public"]),
-              pct(e["private"]), "-", "weighted mean of the models' fold-averaged TTA logits, weights "
-              + " / ".join(f"{w:.2f}" for w in e["weights"])] for e in n["ensemble"]]
-    return rows + [["2013 winner", "", "", "", "", "", "", pct(WINNER_PRIVATE), "", "Kaggle private leaderboard"],
-                   ["Human", "", "", "", "", "", "", f"about {HUMAN:.0%}", "", "Goodfellow et al. 2013"]]
-
-
-def section_study(n: dict) -> str:
-    header = ["", "model", "train acc", "val acc", "gap", "OOF", "PublicTest", "PrivateTest", "study reported",
-              "what changed"]
-    private = [(m["private"], name) for name, m in n["models"].items() if m["private"] is not None]
-    private += [(e["private"], e["step"]) for e in n["ensemble"] if e["private"] is not None]
-    best = (f"Best PrivateTest here: {pct(max(private)[0])} ({max(private)[1]})" if private else
-            "PrivateTest labels are unknown here, so only OOF and PublicTest compare")
-    return ("## The study, measured\n\nTrain accuracy: the best weights on each fold's clean (un-augmented) "
-            "training rows; validation: the fold's held-out rows with TTA; mean ± std over folds (done.json). "
-            "Gap = train - val, the overfitting. An ensemble has no train accuracy: its val column is its OOF.\n\n"
-            + md_table(header, study_rows(n)) + f"\n\n{best}; the 2013 winner scored {pct(WINNER_PRIVATE)}, "
-            f"humans about {HUMAN:.0%}.")
-
-
-def section_ladder(n: dict) -> str:
-    rows = [[s["step"], pct(s["oof"]), s["oof_rows"], pct(s["public"]), pct(s["private"])] for s in n["ladder"]]
-    return ("## The ladder: what each step buys\n\nOne fold is scored on its own validation rows only, later "
-            "steps on the rows of every complete fold. The first two steps use plain logits (no TTA). "
-            "'n/a': the test labels are unknown.\n\n"
-            + md_table(["step", "OOF", "OOF rows", "PublicTest", "PrivateTest"], rows))
-
-
-def disgust_line(m: dict, n: dict) -> str:
-    c = m["per_class"]
-    d = CLASSES.index("Disgust")
-    others = [f1 for i, f1 in enumerate(c["f1"]) if i != d]
-    return (f"Disgust has {n['disgust_train']} of {n['train_rows']} training images "
-            f"({n['disgust_train'] / n['train_rows']:.1%}): its OOF precision is {c['precision'][d]:.2f}, recall "
-            f"{c['recall'][d]:.2f} and F1 {c['f1'][d]:.2f}, against a mean F1 of {np.mean(others):.2f} over the "
-            f"other six classes.")
-
-
-def section_model(name: str, m: dict, n: dict) -> str:
-    folds = md_table(["fold", "best epoch", "train acc", "val acc", "gap"],
-                     [[f, e, pct(t), pct(v), f"{100 * (t - v):+.2f} pts"] for f, e, t, v in
-                      zip(m["folds"], m["best_epoch"], m["train_acc_folds"], m["val_acc_folds"])])
-    c = m["per_class"]
-    classes = md_table(["class", "OOF rows", "precision", "recall", "F1"],
-                       [[cls, c["support"][i], f"{c['precision'][i]:.2f}", f"{c['recall'][i]:.2f}", f"{c['f1'][i]:.2f}"]
-                        for i, cls in enumerate(CLASSES)])
-    return "\n\n".join([f"### {name} ({STUDY.get(name, ('',))[0]})",
-                        f"{m['params']:,} parameters, {m['macs'] / 1e6:.2f} M multiply-adds per 48x48 image. "
-                        f"OOF accuracy with TTA {pct(m['oof'])}.", folds,
-                        f"![learning curves of {name}](curves_{name}.png)",
-                        f"![confusion matrix of {name}](confusion_{name}.png)", classes, disgust_line(m, n)])
-
-
-def section_mistakes(n: dict) -> str:
-    lines = [f"- Training row {x['row']}: true {CLASSES[x['true']]}, predicted {CLASSES[x['pred']]} "
-             f"({x['confidence']:.0%})" for x in n["mistakes"]["images"]]
-    return "\n".join([f"## Most confidently wrong validation images ({n['mistakes']['source']})", "",
-                      f"![confident mistakes]({MISTAKES_PNG})", "",
-                      f"`{MISTAKES_PNG}` is made of FER2013 images: it is not to be committed.", ""] + lines)
-
-
-def section_leaderboard() -> str:
-    path = paths.submissions_dir() / "leaderboard.csv"
-    if not path.exists():
-        return "## Submissions\n\nNo submissions yet (`./run.sh ensemble` writes them)."
-    board = pd.read_csv(path, dtype=str, keep_default_na=False).tail(10)
-    return (f"## Submissions\n\nThe last rows of {path.name}, as competition.ensemble wrote them.\n\n"
-            + md_table(list(board.columns), board.values.tolist()))
-
-
-def render(n: dict) -> str:
-    head = (f"# FER2013: the study, regenerated\n\nGenerated {n['generated']} by `python -m competition.report` "
-            f"from {n['k']} folds of {n['train_rows']} Training rows; nothing was retrained. Every number and "
-            f"figure is computed from the saved logits and logs; report.json holds the tables' numbers.")
-    models = [f"## Per model\n\n" + "\n\n".join(section_model(name, m, n) for name, m in n["models"].items())]
-    return "\n\n".join([head, section_missing(n), section_study(n), section_ladder(n), *models,
-                        section_mistakes(n), section_leaderboard()]) + "\n"
 
 
 # ---------------------------------------------------------------- the command
