@@ -33,5 +33,5 @@ case "$cmd" in
   bench)    exec "$PY" -m competition.bench "$@" ;;
   all)      exec "$PY" -m competition.run_all "$@" ;;
   test)     exec "$PY" -m pytest -q "$@" tests ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
+  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
 esac
