@@ -62,9 +62,9 @@ MODEL_OVERRIDES = {
     ("seed", "resnet_cbam"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
     ("seed", "resnet_cbam48"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
     ("strong", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998),
-    ("quick", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998, epochs=10),  # ~22 s an epoch on 1 core
-    ("quick", "bn_cnn"): dict(epochs=14),  # ~90 s an epoch on 1 core
-    ("quick", "resnet_cbam"): dict(epochs=4),  # ~240 s an epoch on 1 core
+    ("quick", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998, epochs=10),  # ~28 s an epoch on 1 core
+    ("quick", "bn_cnn"): dict(epochs=12),  # ~110 s an epoch on 1 core beside another process
+    ("quick", "resnet_cbam"): dict(epochs=4),  # ~240 s an epoch on 1 core (after baseline_cnn, same process)
     ("quick", "resnet_cbam48"): dict(epochs=1),  # ~45 min an epoch on CPU: for GPUs only
 }
 RECIPES = {"seed": SEED, "strong": STRONG, "quick": QUICK}
