@@ -212,7 +212,7 @@ def save(fig: Figure, path: Path) -> None:
 
 # ---------------------------------------------------------------- the command
 
-def build(folder: Path, names: list[str]) -> dict:
+def build(folder: Path, names: list[str], allow_missing: bool = False) -> dict:
     """Compute every number, draw every figure into `folder`, write report.json and report.md there."""
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
@@ -222,9 +222,11 @@ def build(folder: Path, names: list[str]) -> dict:
         raise ReportError("no model has a complete fold:\n  " + "\n  ".join(missing))
     for ml in loaded.values():
         ensemble.check_against(ml, data)  # logits from another dataset would make every number wrong
-    complete = [ml for ml in loaded.values() if len(ml.folds) == k]
-    missing += [f"{name}: left out of the ensemble (incomplete folds)" for name, ml in loaded.items()
-                if len(ml.folds) < k] + ([] if complete else [f"ensemble: no model has all {k} folds"])
+    complete = [ml for ml in loaded.values() if allow_missing or len(ml.folds) == k]
+    partial = [name for name, ml in loaded.items() if len(ml.folds) < k]
+    missing += ([f"{name}: in the ensemble with its finished folds only (--allow-missing)" for name in partial]
+                if allow_missing else [f"{name}: left out of the ensemble (incomplete folds)" for name in partial])
+    missing += [] if complete else [f"ensemble: no model has all {k} folds (--allow-missing uses finished ones)"]
     n = {"generated": time.strftime("%Y-%m-%d %H:%M"), "k": k, "train_rows": len(data.train_labels),
          "disgust_train": int((data.train_labels == CLASSES.index("Disgust")).sum()), "missing": missing,
          "models": {name: model_numbers(ml, data) for name, ml in loaded.items()},
@@ -254,12 +256,12 @@ def publish(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_report(out: Path, names: list[str]) -> dict:
+def write_report(out: Path, names: list[str], allow_missing: bool = False) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new."))
     tmp.chmod(0o755)  # mkdtemp makes it private; a report is for reading
     try:
-        numbers = build(tmp, names)
+        numbers = build(tmp, names, allow_missing)
         publish(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful publish
@@ -272,6 +274,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default=None,
                         help=f"comma-separated, from {','.join(MODEL_NAMES)} (default: the study's three "
                              f"and any other with runs)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="build the ensemble from finished folds even where some are missing (listed anyway)")
     args = parser.parse_args(argv)
     names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else default_models()
     unknown = [m for m in names if m not in MODEL_NAMES]
@@ -279,7 +283,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown model(s) {unknown}; known: {', '.join(MODEL_NAMES)}")
     out = args.out or paths.reports_dir() / "latest"
     try:
-        numbers = write_report(out, names)
+        numbers = write_report(out, names, args.allow_missing)
     except (DataError, ReportError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

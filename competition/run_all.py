@@ -98,9 +98,10 @@ def main(argv=None) -> int:
          args.device, args.nproc or processes(args.device))
     print(speed_table(models))
     ensemble_args = ["--models", ",".join(models), "--weights", "oof" if len(models) > 1 else "equal"]
-    step("ensemble", ensemble.main, ensemble_args + ([] if fold_list == "all" else ["--allow-missing"]))
+    partial = [] if fold_list == "all" else ["--allow-missing"]
+    step("ensemble", ensemble.main, ensemble_args + partial)
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
-    step("report", report.main, ["--out", str(out), "--models", ",".join(models)])
+    step("report", report.main, ["--out", str(out), "--models", ",".join(models)] + partial)
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
     return 0
 

@@ -261,3 +261,14 @@ def test_macs_and_parameters(name):
     params, macs = report.count_macs(name)
     assert macs == hooked_macs(name) > 0
     assert params == sum(p.numel() for p in timm.create_model(name, num_classes=7, in_chans=1).parameters())
+
+
+def test_allow_missing_builds_the_ensemble_from_finished_folds_and_still_lists_the_gaps(tmp_path):
+    make_run(tmp_path, {"baseline_cnn": 0.5, "bn_cnn": 0.7}, k=K)
+    for model in ("baseline_cnn", "bn_cnn"):
+        shutil.rmtree(paths.fold_dir(model, 2))  # as after `./run.sh all --quick`, which trains some folds only
+    b = build(tmp_path, "--models", "baseline_cnn,bn_cnn", "--allow-missing")
+    assert "bn_cnn fold 2: not started" in b.numbers["missing"]
+    assert "bn_cnn: in the ensemble with its finished folds only (--allow-missing)" in b.numbers["missing"]
+    row = step(b, "ensemble, equal weights")
+    assert row["models"] == ["baseline_cnn", "bn_cnn"] and row["oof_rows"] == int((np.arange(140) % K != 2).sum())
