@@ -230,8 +230,8 @@ def parse_args(argv):
     p.add_argument("--aug", default="auto", choices=["auto", "albumentations", "tensor"],
                    help="augmentation path: auto = tensor on CUDA, albumentations on CPU")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads per process (measured on 2 cores: 1 thread beats 2; run 2 processes instead)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per process; 0 = the cores shared out among the processes")
     return p.parse_args(argv)
 
 
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
     device = pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
     progress = sys.stderr.isatty()
     start = time.perf_counter()
     for name, fold in jobs[rank::world]:
