@@ -7,7 +7,7 @@
 Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
 finished epoch), so running the same command again after an interruption finishes the work without
 redoing it. Training jobs (model, fold) are spread over parallel processes with torchrun: two on this
-2-core CPU (one thread each is faster than one process with two threads), one per GPU otherwise.
+2-core CPU (two 1-thread processes do more in all than one with 2 threads), one per GPU otherwise.
 """
 import argparse
 import json
