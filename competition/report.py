@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from competition import CLASSES, NUM_CLASSES, ensemble, paths
 from competition.data import DataError, FerData, load_dataset
 from competition.folds import load_folds
-from competition.report_markdown import MISTAKES_PNG, STUDY, render  # STUDY: re-exported, tests read it
+from competition.report_markdown import MISTAKES_PNG, STUDY, render  # noqa: F401 (STUDY: re-exported, tests read it)
 from models import MODEL_NAMES  # importing models registers them with timm
 
 ALWAYS = ("baseline_cnn", "bn_cnn", "resnet_cbam")  # reported as missing when absent

@@ -126,6 +126,6 @@ def render(n: dict) -> str:
     head = (f"# FER2013: the study, regenerated\n\nGenerated {n['generated']} by `python -m competition.report` "
             f"from {n['k']} folds of {n['train_rows']} Training rows; nothing was retrained. Every number and "
             f"figure is computed from the saved logits and logs; report.json holds the tables' numbers.")
-    models = [f"## Per model\n\n" + "\n\n".join(section_model(name, m, n) for name, m in n["models"].items())]
+    models = ["## Per model\n\n" + "\n\n".join(section_model(name, m, n) for name, m in n["models"].items())]
     return "\n\n".join([head, section_missing(n), section_study(n), section_ladder(n), *models,
                         section_mistakes(n), section_leaderboard()]) + "\n"

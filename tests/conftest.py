@@ -1,6 +1,5 @@
 """Shared fixtures: a temp work folder per test, synthetic FER-shaped data, the shared real copy if present."""
 import io
-import os
 import tarfile
 import zipfile
 from pathlib import Path
