@@ -54,11 +54,12 @@ class BatchSource:
         bs = self.recipe.batch_size
         for step in range(self.steps):
             idx = order[step * bs:(step + 1) * bs]
+            idx_dev = torch.from_numpy(idx).to(self.device)
             if self.albu:
                 x = self.albu(self.images[idx]).to(self.device, non_blocking=True)
             else:
-                x = tensor_augment(self.images[torch.from_numpy(idx).to(self.device)], self.recipe, gen)
-            yield normalize(x), self.labels[torch.from_numpy(idx).to(self.device)]
+                x = tensor_augment(self.images[idx_dev], self.recipe, gen)
+            yield normalize(x), self.labels[idx_dev]
 
 
 def train_one_epoch(model, source: BatchSource, seed: int, optimizer, scheduler, loss_fn, ema=None,
