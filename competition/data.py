@@ -19,7 +19,6 @@ import io
 import json
 import sys
 import tarfile
-import tempfile
 import time
 import zipfile
 import zlib
@@ -74,7 +73,7 @@ def read_members(source: Path) -> dict[str, bytes]:
         members = {}
         for path in sorted(source.rglob("*")):
             if path.is_file():
-                members.update(read_members(path) if path.name.endswith((".zip", ".tar.gz")) else
+                members.update(read_members(path) if path.name.endswith((".zip", ".tar.gz", ".tgz")) else
                                {path.name: path.read_bytes()} if path.name in KNOWN_FILES else {})
         return members
     if source.name.endswith(".zip"):
@@ -87,26 +86,23 @@ def read_members(source: Path) -> dict[str, bytes]:
     raise DataError(f"{source}: unknown kind of file; expected .zip, .tar.gz, .csv or a folder.")
 
 
-def _read_zip(path: Path) -> dict[str, bytes]:
+def _read_zip(source, where=None) -> dict[str, bytes]:
+    """Known members of a zip (a path, or bytes for a zip inside a zip); reading checks each CRC."""
+    where = where or str(source)
     try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-            if bad:
-                raise DataError(f"{path}: member {bad} is corrupt (CRC mismatch). Download it again.")
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as zf:
             members = {}
             for info in zf.infolist():
                 name = Path(info.filename).name
                 if name.endswith((".tar.gz", ".tgz")):
-                    members.update(_read_tar(zf.read(info), f"{path}:{info.filename}"))
+                    members.update(_read_tar(zf.read(info), f"{where}:{info.filename}"))
                 elif name.endswith(".zip"):
-                    with tempfile.TemporaryDirectory() as tmp:
-                        (Path(tmp) / name).write_bytes(zf.read(info))
-                        members.update(_read_zip(Path(tmp) / name))
+                    members.update(_read_zip(zf.read(info), f"{where}:{info.filename}"))
                 elif name in KNOWN_FILES:
                     members[name] = zf.read(info)
             return members
     except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise DataError(f"{path}: not a readable zip ({err}). The download may be truncated: "
+        raise DataError(f"{where}: not a readable zip ({err}). The download may be truncated or corrupt: "
                         f"run `./run.sh download` again.") from err
 
 

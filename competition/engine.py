@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from competition.augment import AlbumentationsAugment, normalize, tensor_augment
+from competition.infer import infer
 from competition.recipes import Recipe
 
 
@@ -95,18 +96,9 @@ def train_one_epoch(model, source: BatchSource, seed: int, optimizer, scheduler,
     return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seconds, seen / max(seconds, 1e-9))
 
 
-@torch.no_grad()
 def evaluate(model, images_u8, labels: np.ndarray, device: torch.device, batch_size: int = 512):
-    """(loss, accuracy) without augmentation."""
-    model.eval()
-    autocast = autocast_for(device)
-    images, y_all = torch.as_tensor(images_u8), torch.as_tensor(labels)
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(images), batch_size):
-        x = normalize(images[start:start + batch_size].to(device))
-        y = y_all[start:start + batch_size].to(device)
-        with autocast():
-            logits = model(x).float()
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return total_loss / len(images), correct / len(images)
+    """(loss, accuracy) without augmentation, scored from competition.infer's logits."""
+    logits = torch.from_numpy(infer(model, images_u8, tta=0, batch_size=batch_size, device=device,
+                                    autocast=autocast_for(device)))
+    y = torch.as_tensor(labels)
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
