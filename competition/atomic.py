@@ -1,8 +1,19 @@
-"""Atomic file writes: a crash (even SIGKILL) leaves the old file or the new one, never half of one."""
+"""Safe outputs: atomic writes (a crash, even SIGKILL, leaves the old file or the new one, never half of
+one) and exclusive locks (two processes never write the same outputs at once)."""
+import fcntl
+import json
 import os
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from competition.errors import UserError
+
+
+class LockedError(UserError):
+    """Another live process holds the lock; the message says which."""
 
 
 @contextmanager
@@ -25,3 +36,28 @@ def atomic_open(path: Path, mode: str = "wb", **kwargs):
 def atomic_write_text(path: Path, text: str) -> None:
     with atomic_open(path, "w", newline="") as f:
         f.write(text)
+
+
+@contextmanager
+def file_lock(path: Path, blocking: bool = True, what: str = ""):
+    """Hold an exclusive fcntl lock on `path` (created if needed) for the block; the kernel frees it when
+    the process dies, so a SIGKILL never leaves a stale lock. Non-blocking: LockedError naming the holder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise LockedError(f"{what or path} is in use by {holder} (lock {path}). Wait for it to finish, "
+                              f"or stop that process.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                            "since": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,34 @@
+"""User errors and the one runner every command ends through.
+
+A user error is something the person at the keyboard can fix (a missing file, a bad flag, a locked fold):
+it prints one line `error: ...` naming the file and what to do, and exits 2. Anything else is a bug in
+the harness or a library: it keeps its traceback and exits 1, so it is never hidden behind a one-liner.
+
+    from competition.errors import UserError, run_command
+    sys.exit(run_command(main))
+"""
+import sys
+import traceback
+
+
+class UserError(Exception):
+    """Base of every error that the user can fix; the message says what to do."""
+
+
+class SettingsError(UserError):
+    """Flags, recipes or an existing run's settings that do not fit together."""
+
+
+def run_command(main, argv=None) -> int:
+    """main(argv) -> exit code; a UserError becomes `error: ...` and exit 2, anything else a traceback and 1."""
+    try:
+        return main(argv) or 0
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 (a bug: show all of it)
+        traceback.print_exc()
+        return 1
