@@ -1,5 +1,6 @@
 """Safe outputs: atomic writes (a crash, even SIGKILL, leaves the old file or the new one, never half of
-one) and exclusive locks (two processes never write the same outputs at once)."""
+one; the new file gets the mode open() would give it, 0666 less the umask) and exclusive locks (two processes
+never write the same outputs at once)."""
 import fcntl
 import json
 import os
@@ -16,6 +17,22 @@ class LockedError(UserError):
     """Another live process holds the lock; the message says which."""
 
 
+_UMASK_AT_IMPORT = os.umask(0o022)  # the only way to read it without /proc: set it, then put it back at once
+os.umask(_UMASK_AT_IMPORT)
+
+
+def _umask() -> int:
+    """The process's umask now, read without changing it (Linux: /proc/self/status); elsewhere, the one at import."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
 @contextmanager
 def atomic_open(path: Path, mode: str = "wb", **kwargs):
     """Open a temp file beside `path`; on success it replaces `path` in one rename, on error it vanishes."""
@@ -24,6 +41,7 @@ def atomic_open(path: Path, mode: str = "wb", **kwargs):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes it 0600; give it the mode open() would
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import io
 import json
+import re
 import sys
 import tarfile
 import time
@@ -30,6 +31,8 @@ import pandas as pd
 
 from competition import CLASSES, IMAGE_SIZE, NUM_CLASSES, paths
 from competition.atomic import atomic_open
+from competition.errors import UserError, run_command
+from competition.submission import example_rows
 
 CACHE_VERSION = 1
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -37,9 +40,11 @@ USAGES = ("Training", "PublicTest", "PrivateTest")
 NOT_PIXEL_TEXT = np.ones(256, dtype=bool)  # byte -> True unless a digit, a space or the row separator
 NOT_PIXEL_TEXT[[ord(c) for c in "0123456789 \n"]] = False
 KNOWN_FILES = ("fer2013.csv", "icml_face_data.csv", "train.csv", "test.csv", "example_submission.csv")
+_DIGITS = re.compile(r"\d+")
+REBUILD = "Run `./run.sh download --force` (or `./run.sh download --from PATH --force`) to rebuild it."
 
 
-class DataError(Exception):
+class DataError(UserError):
     """Bad input: the message names the file, the line and what to do."""
 
 
@@ -179,6 +184,15 @@ def parse_pixels(texts: pd.Series, name: str) -> np.ndarray:
         row = int(wrong[0])
         raise DataError(f"{name}: {_line(row)}: {int(tokens[row])} pixel values, expected {PIXELS} (48x48). "
                         f"Fix or remove that row.")
+    is_digit = raw >= 48  # only digits, spaces and newlines are left
+    long = is_digit[:-3] & is_digit[1:-2]
+    long &= is_digit[2:-1]
+    long &= is_digit[3:]
+    long = np.flatnonzero(long)  # where a run of 4+ digits is found: int16 could overflow there ("99999" -> 159)
+    for start in long[(long == 0) | ~is_digit[long - 1]]:  # the first digit of each long value
+        value = _DIGITS.match(joined, int(start)).group()
+        if int(value) > 255:  # leading zeros ("0255") are harmless
+            raise DataError(f"{name}: {_line(row_at(start))}: pixel value {value} is outside 0..255.")
     values = np.fromstring(joined, dtype=np.int16, sep=" ")  # whitespace in sep also matches the newlines
     over = np.flatnonzero(values > 255)
     if over.size:
@@ -242,8 +256,21 @@ def build_dataset(members: dict[str, bytes]) -> FerData:
             test_labels[start:stop] = labels[known]
     test_usage = np.where(np.arange(len(test_images)) < n_public, "PublicTest", "PrivateTest")
     example = members.get("example_submission.csv")
-    return FerData(images[train], labels[train], test_images, test_labels, test_usage,
-                   example.decode("utf-8") if example is not None else None)
+    example = example.decode("utf-8", "replace") if example is not None else None
+    check_test_rows(len(test_images), example, "test.csv" if "test.csv" in members else name)
+    return FerData(images[train], labels[train], test_images, test_labels, test_usage, example)
+
+
+def check_test_rows(n_test: int, example: str | None, where: str) -> None:
+    """The test set is what a submission answers: never empty, and as long as example_submission.csv."""
+    if n_test == 0:
+        raise DataError(f"{where}: no test rows (test.csv is missing, and no PublicTest or PrivateTest rows). "
+                        f"A submission needs them: get the complete competition zip with "
+                        f"`./run.sh download --force`, or give --from a folder that also holds test.csv.")
+    expected = example_rows(example) if example is not None else None
+    if expected is not None and n_test != expected:
+        raise DataError(f"{where}: {n_test} test rows, but example_submission.csv has {expected}: the files come "
+                        f"from different or incomplete downloads. Run `./run.sh download --force`.")
 
 
 # ---------------------------------------------------------------- the cache
@@ -265,11 +292,15 @@ def save_cache(data: FerData, path: Path, source_fingerprint: str) -> None:
                  test_usage=data.test_usage, meta=np.array(json.dumps(meta)))
 
 
+_UNREADABLE = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)  # a corrupt npz raises these
+
+
 def cache_meta(path: Path) -> dict | None:
+    """The cache's metadata; None if it cannot be read (a corrupt cache is then rebuilt, never an error)."""
     try:
         with np.load(path) as z:
             return json.loads(str(z["meta"]))
-    except (OSError, KeyError, ValueError):
+    except _UNREADABLE:
         return None
 
 
@@ -278,10 +309,15 @@ def load_dataset(path: Path | None = None) -> FerData:
     if not path.exists():
         raise DataError(f"{path}: no prepared dataset. Run `./run.sh download` "
                         f"(or `./run.sh download --from PATH`) first.")
-    with np.load(path) as z:
-        meta = json.loads(str(z["meta"]))
-        return FerData(z["train_images"], z["train_labels"], z["test_images"], z["test_labels"],
-                       z["test_usage"].astype(str), meta.get("example_submission"))
+    try:
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            data = FerData(z["train_images"], z["train_labels"], z["test_images"], z["test_labels"],
+                           z["test_usage"].astype(str), meta.get("example_submission"))
+    except _UNREADABLE as err:
+        raise DataError(f"{path}: the prepared dataset is corrupt ({type(err).__name__}: {err}). {REBUILD}") from err
+    check_test_rows(len(data.test_labels), data.example_submission, str(path))
+    return data
 
 
 def prepare(source: Path, cache: Path | None = None, force: bool = False) -> FerData:
@@ -350,20 +386,20 @@ def report(data: FerData) -> str:
                       f"  test images also in Training: {q['test_in_training']}"])
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--from", dest="source", type=Path, help="file or folder to parse into the cache")
     parser.add_argument("--force", action="store_true", help="parse again even if the cache is up to date")
     parser.add_argument("--report", action="store_true", help="print counts and FER2013's quirks")
     args = parser.parse_args(argv)
-    try:
-        data = prepare(args.source, force=args.force) if args.source else load_dataset()
-        if args.report:
-            print(report(data))
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    data = prepare(args.source, force=args.force) if args.source else load_dataset()
+    if args.report:
+        print(report(data))
     return 0
+
+
+def main(argv=None) -> int:
+    return run_command(_main, argv)
 
 
 if __name__ == "__main__":

@@ -11,27 +11,28 @@ import sys
 from pathlib import Path
 
 from competition import SLUG, paths
-from competition.data import DataError, prepare
-from competition.kaggle_cli import KaggleError, download_competition
+from competition.data import prepare
+from competition.errors import run_command
+from competition.kaggle_cli import download_competition
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--from", dest="source", type=Path,
                         help="import this zip / tar.gz / csv / folder instead of downloading")
     parser.add_argument("--force", action="store_true", help="download and parse again even if up to date")
     args = parser.parse_args(argv)
-    try:
-        source = args.source
-        if source is None:
-            zip_path = paths.raw_dir() / f"{SLUG}.zip"
-            source = zip_path if zip_path.exists() and not args.force else download_competition(paths.raw_dir())
-            print(f"competition files: {source}")
-        prepare(source, force=args.force)
-    except (DataError, KaggleError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    source = args.source
+    if source is None:
+        zip_path = paths.raw_dir() / f"{SLUG}.zip"
+        source = zip_path if zip_path.exists() and not args.force else download_competition(paths.raw_dir())
+        print(f"competition files: {source}")
+    prepare(source, force=args.force)
     return 0
+
+
+def main(argv=None) -> int:
+    return run_command(_main, argv)
 
 
 if __name__ == "__main__":

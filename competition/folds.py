@@ -2,6 +2,9 @@
 
     python -m competition.folds --k 5 --seed 42        # writes folds/folds.csv (row,label,group,fold)
 
+    fold_of_row = load_folds(n_train_rows)              # checked: folds 0..k-1, each present, one per row
+    k = fold_count()                                    # the same file's k (= fold_of_row.max() + 1)
+
 FER2013 holds 1,516 groups of byte-identical images. Split at random, a copy of a validation image would
 sit in the training part and inflate fold-validation accuracy, the one score we choose models by; so
 folds come from scikit-learn's StratifiedGroupKFold with the duplicate group as the group. Test rows are
@@ -18,41 +21,88 @@ from sklearn.model_selection import StratifiedGroupKFold
 from competition import paths
 from competition.atomic import atomic_write_text
 from competition.data import DataError, duplicate_groups, load_dataset
+from competition.errors import SettingsError, run_command
+
+AGAIN = "Run `./run.sh folds` again."
 
 
 def make_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold index (0..k-1) for each row: stratified by label, duplicates grouped."""
     if k < 2:
-        raise ValueError(f"--k must be at least 2, got {k}")
+        raise SettingsError(f"--k must be at least 2, got {k}. Use --k 5, the default.")
     fold = np.full(len(labels), -1, dtype=np.int64)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    for i, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
-        fold[val] = i
+    try:
+        for i, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
+            fold[val] = i
+    except ValueError as err:  # sklearn: more folds than groups
+        raise SettingsError(f"--k {k}: cannot split {len(labels)} Training rows into {k} folds ({err}). "
+                            f"Choose a smaller --k.") from err
+    return fold
+
+
+def _bad(path: Path, i: int, what: str) -> DataError:
+    return DataError(f"{path}: line {i + 2} (data row {i + 1}): {what}. {AGAIN}")
+
+
+def read_folds(path: Path | None = None) -> np.ndarray:
+    """Fold per row of folds.csv, checked: columns row and fold, rows 0..n-1 in order, folds integers 0..k-1
+    with every fold present. After this check, k = max + 1."""
+    path = Path(path or paths.folds_csv())
+    if not path.exists():
+        raise DataError(f"{path}: no folds file. Run `./run.sh folds` (python -m competition.folds) first.")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable folds file ({err}). {AGAIN}") from err
+    missing = [c for c in ("row", "fold") if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(table.columns)}. {AGAIN}")
+    if len(table) == 0:
+        raise DataError(f"{path}: no rows below the header. {AGAIN}")
+    rows, folds = table["row"].str.strip(), table["fold"].str.strip()
+    wrong_row = np.flatnonzero(rows.to_numpy() != np.arange(len(table)).astype(str))
+    if wrong_row.size:
+        i = int(wrong_row[0])
+        raise _bad(path, i, f"row {rows.iloc[i]!r}, expected {i} (rows 0..{len(table) - 1} in order)")
+    not_integer = np.flatnonzero(~folds.str.fullmatch(r"-?\d+").to_numpy(dtype=bool))
+    if not_integer.size:
+        i = int(not_integer[0])
+        raise _bad(path, i, f"fold {folds.iloc[i]!r} is not an integer")
+    fold = folds.astype(np.int64).to_numpy()
+    negative = np.flatnonzero(fold < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise _bad(path, i, f"fold {fold[i]} is below 0; folds are 0..k-1")
+    empty = np.flatnonzero(np.bincount(fold) == 0)
+    if empty.size:  # a fold past a gap: the first row whose fold is above the first empty one
+        i = int(np.flatnonzero(fold > empty[0])[0])
+        raise _bad(path, i, f"fold {fold[i]}, but fold {int(empty[0])} has no rows; folds must be 0..k-1 with "
+                            f"each present")
     return fold
 
 
 def load_folds(n_rows: int, path: Path | None = None) -> np.ndarray:
-    """Fold per Training row, checked against the dataset it is used with."""
+    """Fold per Training row (read_folds' checks), checked against the dataset it is used with.
+    k is fold_count(), or equally this array's max + 1."""
     path = Path(path or paths.folds_csv())
-    if not path.exists():
-        raise DataError(f"{path}: no folds file. Run `./run.sh folds` (python -m competition.folds) first.")
-    table = pd.read_csv(path)
-    if list(table["row"]) != list(range(n_rows)):
-        raise DataError(f"{path}: made for {len(table)} Training rows, the dataset has {n_rows}. "
-                        f"Run `./run.sh folds` again.")
-    return table["fold"].to_numpy()
+    fold = read_folds(path)
+    if len(fold) != n_rows:
+        raise DataError(f"{path}: made for {len(fold)} Training rows, the dataset has {n_rows}. {AGAIN}")
+    return fold
 
 
-def main(argv=None) -> int:
+def fold_count(path: Path | None = None) -> int:
+    """k, the number of folds in folds.csv, after read_folds' checks (so every fold 0..k-1 has rows)."""
+    return int(read_folds(path).max()) + 1
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--k", type=int, default=5, help="number of folds")
     parser.add_argument("--seed", type=int, default=42, help="shuffling seed of the splitter")
     args = parser.parse_args(argv)
-    try:
-        data = load_dataset()
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    data = load_dataset()
     groups = duplicate_groups(data.train_images)
     fold = make_folds(data.train_labels, groups, args.k, args.seed)
     table = pd.DataFrame({"row": np.arange(len(fold)), "label": data.train_labels, "group": groups, "fold": fold})
@@ -62,6 +112,10 @@ def main(argv=None) -> int:
           f"{int((np.bincount(groups) > 1).sum())} duplicate groups kept whole")
     print(counts.to_string())
     return 0
+
+
+def main(argv=None) -> int:
+    return run_command(_main, argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 Why a subprocess and never `import kaggle`: the import authenticates, prints help, may call exit(),
 creates a config folder and can make a network call. In a child process all that is harmless, and its
 exit code, stdout and stderr say everything we need. The strings we key on are the client's own
-(kaggle/cli.py, kaggle/api/kaggle_api_extended.py; see /work/shared/notes/kaggle-api.md).
+(kaggle/cli.py, kaggle/api/kaggle_api_extended.py; see ../shared/notes/kaggle-api.md).
 
 Credentials are looked for in plain Python first (find_credentials), in the client's own order, so a
 missing key gets our message rather than the client's. No message ever holds a key: every secret we
@@ -26,12 +26,15 @@ from pathlib import Path
 from typing import Mapping
 
 from competition import SLUG
+from competition.errors import UserError
 
 COMPETITION_URL = f"https://www.kaggle.com/competitions/{SLUG}"
 RULES_URL = f"{COMPETITION_URL}/rules"
 SUBMIT_URL = f"{COMPETITION_URL}/submit"
 SETTINGS_URL = "https://www.kaggle.com/settings"
 FROM_HINT = "If you already have the competition zip (or its files), skip Kaggle: ./run.sh download --from PATH"
+DOWNLOAD_TIMEOUT_S = 3600  # the zip is about 90 MB: an hour allows 25 kB/s; past that the CLI is stopped
+SUBMIT_TIMEOUT_S = 600  # a 14 kB file
 
 # Markers in the CLI's output, most specific first. Each is the client's own text.
 _MARKERS = [
@@ -49,7 +52,7 @@ _MARKERS = [
 ]
 
 
-class KaggleError(Exception):
+class KaggleError(UserError):
     """A Kaggle operation failed; str() is a complete message saying what happened and what to do."""
 
 
@@ -142,6 +145,7 @@ def require_credentials(env: Mapping[str, str] = os.environ) -> str:
     source = find_credentials(env)
     if source:
         return source
+    _check_kaggle_json(kaggle_json_path(env))
     config_dir = env.get("KAGGLE_CONFIG_DIR")
     kaggle_json = Path(config_dir) / "kaggle.json" if config_dir else "~/.kaggle/kaggle.json"
     raise KaggleError(
@@ -155,6 +159,29 @@ def require_credentials(env: Mapping[str, str] = os.environ) -> str:
         "  4. Browser login: .venv/bin/kaggle auth login\n"
         f"{FROM_HINT}"
     )
+
+
+def _check_kaggle_json(path: Path) -> None:
+    """A kaggle.json that is there but unusable gets its own message (the client ignores it silently)."""
+    fix = (f"Save a new kaggle.json from {SETTINGS_URL} ('Create New Token') as {path} and run: chmod 600 {path}\n"
+           f"{FROM_HINT}")
+    try:
+        if not path.exists():
+            return
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise KaggleError(f"{path} exists but cannot be read ({err.strerror or err}), so it gives no credentials. "
+                          f"As the user running this, check its permissions (chmod 600 {path}), or:\n{fix}") from None
+    except ValueError as err:  # not JSON, or not UTF-8; the message never quotes the content (it may hold the key)
+        raise KaggleError(f"{path} is not valid JSON ({type(err).__name__} at {_where(err)}), so it gives no "
+                          f"credentials.\n{fix}") from None
+    if not isinstance(data, dict) or not data.get("username") or not data.get("key"):
+        raise KaggleError(f"{path} has no \"username\" and \"key\" (expected "
+                          f"{{\"username\": ..., \"key\": ...}}), so it gives no credentials.\n{fix}")
+
+
+def _where(err: ValueError) -> str:
+    return f"line {err.lineno}, column {err.colno}" if isinstance(err, json.JSONDecodeError) else "its bytes"
 
 
 # --- secrets, so no message ever shows one ----------------------------------------------------------------
@@ -194,8 +221,9 @@ def scrub(text: str, secrets: set[str]) -> str:
 # --- running the CLI --------------------------------------------------------------------------------------
 
 
-def _run_cli(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess:
-    """Runs `python -m kaggle ARGS` in the user's environment; stdout and stderr come back scrubbed."""
+def _run_cli(args: list[str], env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Runs `python -m kaggle ARGS` in the user's environment; stdout and stderr come back scrubbed.
+    Past `timeout` seconds the CLI is killed and subprocess.TimeoutExpired raised."""
     child_env = {k: v for k, v in env.items() if k not in ("VERBOSE", "VERBOSE_OUTPUT")}
     result = subprocess.run(
         [sys.executable, "-m", "kaggle", *args],
@@ -204,10 +232,15 @@ def _run_cli(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedPro
         capture_output=True,
         text=True,
         errors="replace",
+        timeout=timeout,
     )
     secrets = _secrets(env)
     result.stdout, result.stderr = scrub(result.stdout, secrets), scrub(result.stderr, secrets)
     return result
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} seconds"
 
 
 def _failure_kind(result: subprocess.CompletedProcess) -> str:
@@ -323,7 +356,15 @@ def download_competition(dest_dir: Path, env: Mapping[str, str] | None = None) -
     dest_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".kaggle-download-", dir=dest_dir))
     try:
-        result = _run_cli(["competitions", "download", "-c", SLUG, "-p", str(staging), "--force", "-q"], env)
+        args = ["competitions", "download", "-c", SLUG, "-p", str(staging), "--force", "-q"]
+        try:
+            result = _run_cli(args, env, DOWNLOAD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise KaggleError(
+                f"The download from Kaggle did not finish within {_duration(DOWNLOAD_TIMEOUT_S)} and was stopped, so "
+                "nothing was kept. The connection or Kaggle is too slow right now: try again later, or download\n"
+                f"the zip in a browser from {COMPETITION_URL}/data and run: ./run.sh download --from PATH"
+            ) from None
         if result.returncode != 0:
             raise _download_error(result, source)
         downloaded = staging / f"{SLUG}.zip"
@@ -376,7 +417,15 @@ def submit(file: Path, message: str, env: Mapping[str, str] | None = None) -> st
     if not file.is_file():
         raise KaggleError(f"Submission file not found: {file}. Write it first (python -m competition.submit).")
     source = require_credentials(env)
-    result = _run_cli(["competitions", "submit", "-c", SLUG, "-f", str(file), "-m", message], env)
+    try:
+        args = ["competitions", "submit", "-c", SLUG, "-f", str(file), "-m", message]
+        result = _run_cli(args, env, SUBMIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise KaggleError(
+            f"kaggle competitions submit did not finish within {_duration(SUBMIT_TIMEOUT_S)} and was stopped; "
+            f"Kaggle may or may not have received the file.\nCheck {COMPETITION_URL}/submissions before "
+            f"submitting again (each try counts against the daily limit).\nThe file is still valid locally: {file}"
+        ) from None
     if result.returncode != 0:
         raise _submit_error(result, source, file)
     return result.stdout.strip()

@@ -33,7 +33,8 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch.utils.flop_counter import FlopCounterMode
 
 from competition import CLASSES, NUM_CLASSES, ensemble, paths
-from competition.data import DataError, FerData, load_dataset
+from competition.data import FerData, load_dataset
+from competition.errors import UserError, run_command
 from competition.folds import load_folds
 from competition.report_markdown import MISTAKES_PNG, STUDY, render  # noqa: F401 (STUDY: re-exported, tests read it)
 from models import MODEL_NAMES  # importing models registers them with timm
@@ -43,7 +44,7 @@ AVERAGE = "logits"  # how the ensemble combines models, as competition.ensemble'
 MISTAKES = 16  # images in the confident-mistakes grid
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """Nothing to report: the message says what to run first."""
 
 
@@ -268,7 +269,23 @@ def write_report(out: Path, names: list[str], allow_missing: bool = False) -> di
     return numbers
 
 
-def main(argv=None) -> int:
+def check_out(out: Path) -> None:
+    """--out is replaced as a whole: refuse anything but a new or empty folder or an earlier report."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    try:
+        numbers = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        numbers = None
+    if not out.is_dir() or not (isinstance(numbers, dict) and {"generated", "models"} <= set(numbers)):
+        raise ReportError(f"{out}: exists and is not a report folder (no report.json written by "
+                          f"`./run.sh report`); --out replaces the whole folder, so it is left alone. Give --out a "
+                          f"new or empty folder, or an earlier report's folder.")
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="report folder (default reports/latest)")
     parser.add_argument("--models", default=None,
@@ -282,15 +299,16 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown model(s) {unknown}; known: {', '.join(MODEL_NAMES)}")
     out = args.out or paths.reports_dir() / "latest"
-    try:
-        numbers = write_report(out, names, args.allow_missing)
-    except (DataError, ReportError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_out(out)
+    numbers = write_report(out, names, args.allow_missing)
     print(f"wrote {out / 'report.md'} ({len(numbers['models'])} models, {len(numbers['missing'])} missing items)")
     for line in numbers["missing"]:
         print(f"  missing: {line}")
     return 0
+
+
+def main(argv=None) -> int:
+    return run_command(_main, argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
     write_submission(text, n_test_rows, path)                            # validates first, then atomic write
     validate_submission(Path("submissions/submission.csv"), 7178)         # raises SubmissionError
 
-No official format is known (see /work/shared/notes/kaggle-api.md, section 4): the organisers' 2013 baseline
+No official format is known (see ../shared/notes/kaggle-api.md, section 4): the organisers' 2013 baseline
 wrote one integer per line, in test.csv order, with no Id column and no header. So:
   - when the download had example_submission.csv, it wins: we copy its header (its first line, if that
     line is not an integer), its row count (which must equal test.csv's) and its line endings;
@@ -22,6 +22,7 @@ import numpy as np
 
 from competition import CLASSES, NUM_CLASSES
 from competition.atomic import atomic_write_text
+from competition.errors import UserError
 
 HEADER = "Emotion"
 LABELS_HINT = ", ".join(f"{i} {c}" for i, c in enumerate(CLASSES))
@@ -30,12 +31,20 @@ _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _COLUMN_NAME = re.compile(r"[A-Za-z_][\w ]*")
 
 
-class SubmissionError(Exception):
+class SubmissionError(UserError):
     """A submission file is malformed: the message names the file, the line, what is wrong and what to do."""
 
 
 def _is_integer(line: str) -> bool:
     return bool(_INTEGER.fullmatch(line))
+
+
+def example_rows(example: str) -> int:
+    """Rows of labels in example_submission.csv: its non-blank lines, less a header (a first line that is not
+    an integer). This is the number of test rows the competition expects."""
+    lines = example.lstrip("\ufeff").splitlines()
+    header = bool(lines) and not _is_integer(lines[0])
+    return sum(1 for line in lines[header:] if line.strip())
 
 
 def _example_layout(example: str, n_rows: int) -> tuple[str | None, str, bool]:
@@ -49,7 +58,7 @@ def _example_layout(example: str, n_rows: int) -> tuple[str | None, str, bool]:
     if header is not None and "," in header:
         raise SubmissionError(f"example_submission.csv: header {header!r} has {header.count(',') + 1} columns; this "
                               f"harness writes one label column. Adapt competition/submission.py to that format.")
-    rows = sum(1 for line in lines[header is not None:] if line.strip())
+    rows = example_rows(example)
     if rows != n_rows:
         raise SubmissionError(f"example_submission.csv has {rows} rows but test.csv has {n_rows}: the files seem to "
                               f"come from different downloads. Run `./run.sh download --force` again.")
@@ -96,6 +105,9 @@ def _check_row(name: str, number: int, line: str) -> None:
 def validate_submission(source: str | Path, n_rows: int) -> None:
     """Raise SubmissionError unless `source` (a Path, or the text itself) holds exactly n_rows labels 0..6."""
     name, text = _read(source)
+    if n_rows <= 0:  # a dataset without test rows: no file is a valid submission to it, not even an empty one
+        raise SubmissionError(f"{name}: cannot be checked against {n_rows} test rows; the dataset needs test.csv's "
+                              f"rows. Run `./run.sh download --force` to get the complete competition files.")
     lines = [line.rstrip("\r") for line in text.lstrip("\ufeff").split("\n")]
     if lines and lines[-1] == "":
         lines.pop()  # the line ending after the last row

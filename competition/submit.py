@@ -14,11 +14,12 @@ from pathlib import Path
 
 from competition import paths
 from competition.data import DataError, load_dataset
-from competition.kaggle_cli import KaggleError, submit
-from competition.submission import SubmissionError, validate_submission
+from competition.errors import run_command
+from competition.kaggle_cli import submit
+from competition.submission import validate_submission
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("file", nargs="?", type=Path, help="the submission (default: submissions/submission.csv)")
     parser.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
@@ -26,16 +27,16 @@ def main(argv=None) -> int:
     file = args.file or paths.submissions_dir() / "submission.csv"
     try:
         n_rows = len(load_dataset().test_labels)
-        validate_submission(file, n_rows)
-        print(f"{file}: valid, {n_rows} rows; submitting")
-        print(submit(file, args.message))
     except DataError as err:
-        print(f"error: cannot check the submission's row count: {err}", file=sys.stderr)
-        return 2
-    except (SubmissionError, KaggleError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise DataError(f"cannot check the submission's row count: {err}") from err
+    validate_submission(file, n_rows)
+    print(f"{file}: valid, {n_rows} rows; submitting")
+    print(submit(file, args.message))
     return 0
+
+
+def main(argv=None) -> int:
+    return run_command(_main, argv)
 
 
 if __name__ == "__main__":

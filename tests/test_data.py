@@ -167,3 +167,73 @@ def test_shared_copy_of_the_real_download():
     q = data.quirks(fd)
     assert q["all_black"]["Training"] == 11 and q["duplicate_groups"] == 1516 and q["duplicate_rows"] == 3369
     assert q["test_in_training"] == {"PublicTest": 280, "PrivateTest": 288}
+
+
+# ---------------------------------------------------------------- the test set, pinned
+
+def test_train_csv_alone_is_refused_for_lack_of_test_rows(tmp_path, rows, capsys):
+    labels, usage, images = rows
+    train = usage == "Training"
+    path = tmp_path / "train.csv"
+    path.write_text("emotion,pixels\n" + "".join(f'{l},"{pixels_text(im)}"\n'
+                                                 for l, im in zip(labels[train], images[train])))
+    with pytest.raises(DataError, match=r"^train.csv: no test rows .*test.csv"):
+        data.prepare(path)
+    assert data.main(["--from", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("error: train.csv: no test rows")
+    assert not paths.cache_path().exists()
+
+
+@pytest.mark.parametrize("change", [-1, +1])
+def test_test_rows_must_equal_the_example_submission_rows(tmp_path, rows, change):
+    source = tmp_path / "unzipped"
+    with zipfile.ZipFile(kaggle_zip(tmp_path / "c.zip", *rows)) as zf:
+        zf.extractall(source)
+    example = source / "example_submission.csv"
+    lines = example.read_text().splitlines(keepends=True)
+    example.write_text("".join(lines[:change] if change < 0 else lines + ["0\n"]))
+    n_test = int((rows[1] != "Training").sum())
+    with pytest.raises(DataError, match=rf"^test.csv: {n_test} test rows, but example_submission.csv has "
+                                        rf"{n_test + change}"):
+        data.prepare(source)
+    assert not paths.cache_path().exists()
+
+
+# ---------------------------------------------------------------- pixel values that overflow int16
+
+@pytest.mark.parametrize("value", ["99999", "70000", "32768", "1000", "000000000000000000000000000000256",
+                                   "123456789012345678901234567890"])
+def test_pixel_values_too_big_for_int16_are_refused(tmp_path, rows, value):
+    path = bad_csv(tmp_path, rows, lambda L: replace_line(L, 4, edit_pixels(L[4], lambda p: p.rsplit(" ", 1)[0]
+                                                                             + " " + value)))
+    with pytest.raises(DataError, match=rf"^fer2013.csv: line 5 \(data row 4\): pixel value {value} is outside "
+                                        rf"0\.\.255"):
+        data.prepare(path)
+    assert not paths.cache_path().exists()
+
+
+def test_leading_zeros_in_pixel_values_are_harmless(tmp_path, rows):
+    labels, usage, images = rows
+    images = images.copy()
+    images[3, 0, 0] = 255
+    path = bad_csv(tmp_path, (labels, usage, images), lambda L: replace_line(L, 4, edit_pixels(
+        L[4], lambda p: "000255 " + p.split(" ", 1)[1])))
+    check(data.prepare(path), labels, usage, images)
+
+
+# ---------------------------------------------------------------- a corrupt cache
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_cache_is_named_on_load_and_rebuilt_with_force(tmp_path, rows, damage, capsys):
+    source = kaggle_zip(tmp_path / "c.zip", *rows)
+    data.prepare(source)
+    cache = paths.cache_path()
+    good = cache.read_bytes()
+    cache.write_bytes(b"\x00garbage, not a zip\xff" * 100 if damage == "garbage" else good[: len(good) // 2])
+    with pytest.raises(DataError, match=rf"^{cache}: the prepared dataset is corrupt .*"
+                                        r"Run `./run.sh download --force`"):
+        data.load_dataset()
+    assert data.main(["--report"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {cache}: the prepared dataset is corrupt")
+    check(data.prepare(source, force=True), *rows)
+    check(data.load_dataset(), *rows)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from competition import SLUG
+from competition import SLUG, kaggle_cli
 from competition.kaggle_cli import (
     RULES_URL,
     KaggleError,
@@ -168,6 +168,25 @@ def test_truncated_zip_is_reported_and_not_kept(fake, env, dest):
     assert list(dest.iterdir()) == []
 
 
+def test_a_download_past_its_time_limit_is_stopped_and_nothing_kept(fake, env, dest, monkeypatch):
+    monkeypatch.setattr(kaggle_cli, "DOWNLOAD_TIMEOUT_S", 0.05)  # the client takes about a second to start
+    message = _error(download_competition, dest, env)
+    assert message.startswith("The download from Kaggle did not finish within 0.05 seconds and was stopped")
+    assert "./run.sh download --from PATH" in message
+    assert list(dest.iterdir()) == []  # the staging folder is gone
+
+
+def test_a_submit_past_its_time_limit_says_it_may_have_arrived(fake, env, submission, monkeypatch):
+    monkeypatch.setattr(kaggle_cli, "SUBMIT_TIMEOUT_S", 0.05)
+    message = _error(submit, submission, "x", env)
+    assert message.startswith("kaggle competitions submit did not finish within 0.05 seconds and was stopped")
+    assert "may or may not have received" in message and f"still valid locally: {submission}" in message
+
+
+def test_the_time_limits_are_generous():
+    assert kaggle_cli.DOWNLOAD_TIMEOUT_S == 3600 and kaggle_cli.SUBMIT_TIMEOUT_S == 600
+
+
 # --- submit -----------------------------------------------------------------------------------------------
 
 
@@ -278,3 +297,39 @@ def test_find_credentials(case, tmp_path):
         assert require_credentials(env) == found
     else:
         _error(require_credentials, env)
+
+
+UNUSABLE_KAGGLE_JSON = {
+    # name: (how to spoil ~/.kaggle/kaggle.json, what the message must say after the path)
+    "not JSON": (lambda p: p.write_text('{"username": "fer-tester", "key": '), "is not valid JSON (JSONDecodeError"),
+    "not UTF-8": (lambda p: p.write_bytes(b"\xff\xfe{}"), "is not valid JSON"),
+    "a folder": (lambda p: p.mkdir(), "exists but cannot be read (Is a directory)"),
+    "no key": (lambda p: p.write_text(json.dumps({"username": USERNAME})), 'has no "username" and "key"'),
+    "a list": (lambda p: p.write_text("[]"), 'has no "username" and "key"'),
+}
+
+
+@pytest.mark.parametrize("case", UNUSABLE_KAGGLE_JSON)
+def test_an_unusable_kaggle_json_is_named_not_reported_as_missing(case, tmp_path):
+    spoil, expected = UNUSABLE_KAGGLE_JSON[case]
+    path = tmp_path / "home" / ".kaggle" / "kaggle.json"
+    path.parent.mkdir(parents=True)
+    spoil(path)
+    message = _error(require_credentials, {"HOME": str(tmp_path / "home")})
+    assert message.startswith(f"{path} {expected}") and "No Kaggle credentials found" not in message
+    assert f"chmod 600 {path}" in message and "./run.sh download --from PATH" in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_a_kaggle_json_without_read_permission_is_named(tmp_path):
+    path = tmp_path / "home" / ".kaggle" / "kaggle.json"
+    _write(path, KEY_JSON)
+    path.chmod(0)
+    message = _error(require_credentials, {"HOME": str(tmp_path / "home")})
+    assert message.startswith(f"{path} exists but cannot be read (Permission denied)")
+
+
+def test_a_broken_kaggle_json_does_not_hide_other_credentials(tmp_path):
+    _write(tmp_path / "home" / ".kaggle" / "kaggle.json", "{not json")  # the client ignores it too
+    env = {"HOME": str(tmp_path / "home"), "KAGGLE_USERNAME": USERNAME, "KAGGLE_KEY": KEY}
+    assert require_credentials(env) == "KAGGLE_USERNAME/KAGGLE_KEY"

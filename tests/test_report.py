@@ -224,17 +224,47 @@ def test_no_finished_model_is_an_error_that_names_them(tmp_path, capsys):
         report.main(["--models", "bn_cnn,vgg"])
 
 
-def test_a_crash_leaves_the_old_report(tmp_path, monkeypatch):
+def test_a_crash_leaves_the_old_report(tmp_path, monkeypatch, capsys):
     make_run(tmp_path, {"bn_cnn": 0.7}, k=K)
     old = build(tmp_path, "--models", "bn_cnn").md
 
     def crash(*args):
         raise RuntimeError("disk full")
     monkeypatch.setattr(report, "plot_mistakes", crash)
-    with pytest.raises(RuntimeError):
-        report.main(["--out", str(tmp_path / "rep"), "--models", "bn_cnn"])
+    assert report.main(["--out", str(tmp_path / "rep"), "--models", "bn_cnn"]) == 1  # a bug: exit 1, traceback
+    assert "RuntimeError: disk full" in capsys.readouterr().err
     assert (tmp_path / "rep" / "report.md").read_text() == old
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rep")] == []
+
+
+@pytest.mark.parametrize("kind", ["trained folds", "a file", "a folder with a stray report.json"])
+def test_out_refuses_an_existing_folder_that_is_not_a_report(tmp_path, capsys, kind):
+    make_run(tmp_path, {"bn_cnn": 0.7}, k=K)
+    out = paths.folds_dir() if kind == "trained folds" else tmp_path / "notes"
+    if kind == "a file":
+        out.write_text("keep me\n")
+    elif kind != "trained folds":
+        out.mkdir()
+        (out / "report.json").write_text('{"other": "tool"}\n')
+
+    def snapshot():
+        files = sorted(out.rglob("*")) if out.is_dir() else [out]
+        return [(str(p), p.read_bytes() if p.is_file() else None) for p in files]
+    before = snapshot()
+    assert report.main(["--out", str(out), "--models", "bn_cnn"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: exists and is not a report folder") and err.count("\n") == 1
+    assert snapshot() == before  # nothing renamed, nothing deleted
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")] == []
+
+
+def test_out_accepts_an_empty_folder_and_an_earlier_report(tmp_path):
+    make_run(tmp_path, {"bn_cnn": 0.7}, k=K)
+    (tmp_path / "rep").mkdir()
+    first = build(tmp_path, "--models", "bn_cnn")  # into the empty folder
+    (first.out / "stale.png").write_bytes(PNG)
+    build(tmp_path, "--models", "bn_cnn")  # over the earlier report: replaced whole
+    assert not (first.out / "stale.png").exists() and (first.out / "report.md").exists()
 
 
 # ---------------------------------------------------------------- model size

@@ -46,6 +46,26 @@ def test_validation_refuses_each_kind_of_bad_file(case, tmp_path):
         validate_submission(path, 3)
 
 
+@pytest.mark.parametrize("n_rows", [0, -1])
+@pytest.mark.parametrize("text", ["Emotion\n", "", "0\n"])
+def test_validation_refuses_a_dataset_without_test_rows(text, n_rows, tmp_path):
+    with pytest.raises(SubmissionError, match=rf"^submission: cannot be checked against {n_rows} test rows.*"
+                                              r"`./run.sh download --force`"):
+        validate_submission(text, n_rows)
+    path = tmp_path / "s.csv"
+    path.write_text(text)
+    with pytest.raises(SubmissionError, match=f"^{path}: cannot be checked"):
+        validate_submission(path, n_rows)
+    with pytest.raises(SubmissionError, match="cannot be checked against 0 test rows"):
+        format_submission(np.array([], dtype=int))
+
+
+@pytest.mark.parametrize("text, n_rows, rows", [("Emotion\n", 3, 0), ("Emotion\n0\n", 7178, 1), (GOOD, 2, 3)])
+def test_validation_refuses_any_other_row_count(text, n_rows, rows):
+    with pytest.raises(SubmissionError, match=f"{rows} rows of labels, expected {n_rows}"):
+        validate_submission(text, n_rows)
+
+
 @pytest.mark.parametrize("text", [GOOD, "0\n6\n3\n", "Emotion\r\n0\r\n6\r\n3\r\n", "Emotion\n0\n6\n3"])
 def test_validation_accepts_header_or_none_lf_or_crlf(text):
     validate_submission(text, 3)
