@@ -1,9 +1,9 @@
 """fer-harness: a Kaggle harness for the FER2013 facial expression challenge.
 
 Every command is a module: `python -m competition.download`, `.folds`, `.train_folds`, `.ensemble`,
-`.submit`, `.report`, `.bench`. Where things live on disk is in `competition.paths`.
+`.submit`, `.report`, `.bench`, `.run_all`. Where a run's files live on disk is `competition.artifacts`;
+how the modules fit together is docs/ARCHITECTURE.md.
 """
+from models.fer import CLASSES, IMAGE_SIZE, NUM_CLASSES  # noqa: F401  (stated once, in models/fer.py)
+
 SLUG = "challenges-in-representation-learning-facial-expression-recognition-challenge"
-CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
-NUM_CLASSES = len(CLASSES)
-IMAGE_SIZE = 48

@@ -7,18 +7,18 @@ Two interchangeable paths give the same kinds of augmentation from the same Reci
                   rotation and zoom, then brightness/contrast and erasing as broadcasts. The default on
                   CUDA, where per-image host work would starve the GPU (the airbench trick).
 Both are seeded per epoch, so a resumed run sees exactly the augmentations it would have seen.
+albumentations is imported only by the host path, so a GPU machine without it trains.
 """
 import math
 
-import albumentations as A
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from competition.recipes import Recipe
+from models.fer import IMAGE_SIZE, MEAN, STD
 
-MEAN, STD = 0.5, 0.25  # of pixel/255 over FER2013, rounded; models' default cfgs say the same
+S = IMAGE_SIZE
 
 
 def normalize(images_u8: torch.Tensor) -> torch.Tensor:
@@ -27,11 +27,14 @@ def normalize(images_u8: torch.Tensor) -> torch.Tensor:
     return ((x / 255.0 - MEAN) / STD).contiguous(memory_format=torch.channels_last)
 
 
-def albumentations_pipeline(recipe: Recipe) -> A.Compose:
+def albumentations_pipeline(recipe: Recipe):
+    """An albumentations Compose with the recipe's augmentations, per image (the CPU path)."""
+    import albumentations as A
+    import cv2
     border = dict(border_mode=cv2.BORDER_CONSTANT, fill=0)
     steps = [A.HorizontalFlip(p=0.5 if recipe.flip else 0.0)]
     if recipe.pad:
-        steps += [A.PadIfNeeded(48 + 2 * recipe.pad, 48 + 2 * recipe.pad, **border), A.RandomCrop(48, 48)]
+        steps += [A.PadIfNeeded(S + 2 * recipe.pad, S + 2 * recipe.pad, **border), A.RandomCrop(S, S)]
     if recipe.rotate or recipe.scale:
         steps.append(A.Affine(rotate=(-recipe.rotate, recipe.rotate), scale=(1 - recipe.scale, 1 + recipe.scale),
                               p=0.5, **border))
@@ -60,17 +63,17 @@ def tensor_augment(x_u8: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> 
     """Batched augmentation on the device: (B,48,48) uint8 -> (B,1,48,48) float in 0..255."""
     b, dev = x_u8.shape[0], x_u8.device
     rand = lambda *shape: torch.rand(*shape, generator=gen, device=dev)  # noqa: E731
-    x = x_u8.reshape(b, 1, 48, 48).float()
+    x = x_u8.reshape(b, 1, S, S).float()
     flip = torch.where(rand(b) < 0.5, -1.0, 1.0) if recipe.flip else torch.ones(b, device=dev)
     rotating = rand(b) < 0.5
     angle = torch.where(rotating, (rand(b) * 2 - 1) * math.radians(recipe.rotate), torch.zeros(b, device=dev))
     zoom = torch.where(rotating, 1 + (rand(b) * 2 - 1) * recipe.scale, torch.ones(b, device=dev))
-    shift = (torch.randint(-recipe.pad, recipe.pad + 1, (b, 2), generator=gen, device=dev).float() * 2 / 48
+    shift = (torch.randint(-recipe.pad, recipe.pad + 1, (b, 2), generator=gen, device=dev).float() * 2 / S
              if recipe.pad else torch.zeros(b, 2, device=dev))
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
                          torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, (b, 1, 48, 48), align_corners=False)
+    grid = F.affine_grid(theta, (b, 1, S, S), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if recipe.brightness or recipe.contrast:
         on = (rand(b, 1, 1, 1) < 0.5).float()
@@ -85,8 +88,8 @@ def tensor_augment(x_u8: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> 
 def erase_mask(b: int, p: float, rand, dev) -> torch.Tensor:
     """One 8..16 px rectangle per image with probability p: (B,1,48,48), 1 inside the rectangle."""
     h, w = 8 + (rand(b) * 9).long(), 8 + (rand(b) * 9).long()
-    top, left = (rand(b) * (49 - h)).long(), (rand(b) * (49 - w)).long()
-    ys, xs = torch.arange(48, device=dev), torch.arange(48, device=dev)
+    top, left = (rand(b) * (S + 1 - h)).long(), (rand(b) * (S + 1 - w)).long()
+    ys, xs = torch.arange(S, device=dev), torch.arange(S, device=dev)
     in_y = (ys[None] >= top[:, None]) & (ys[None] < (top + h)[:, None])
     in_x = (xs[None] >= left[:, None]) & (xs[None] < (left + w)[:, None])
     on = rand(b) < p

@@ -4,7 +4,7 @@
     python -m competition.bench --synthetic 4096                 # random uint8 images: runs from a fresh clone
     python -m competition.bench --models bn_cnn --steps 5        # a quick look at one model
     python -m competition.bench --ablate                         # + where the speed comes from, one change at a time
-    python -m competition.bench --device cuda                    # the same two paths on the GPU
+    python -m competition.bench --device cuda                    # the same paths on the GPU, + the ceiling
 
 It prints figures, it is not a test. In one run, on the same machine and the same rows, each model is timed on
   harness    competition.engine.train_one_epoch on a BatchSource (aug='auto': albumentations per image on CPU,
@@ -12,40 +12,46 @@ It prints figures, it is not a test. In one run, on the same machine and the sam
              sets them for one process (all cores), and the strong recipe's whole step:
              timm AdamW, cosine schedule, label smoothing and the EMA of the weights (so the harness does
              *more* work per step than the reference). Inference: competition.infer.infer, all TTA views of a
-             512-image batch in one pass.
+             512-image batch in one pass. Its batch is the recipe's for the device: 128 on CPU, 512 on CUDA
+             (competition.recipes.GPU_BATCH), with lr, warm-up and EMA scaled by the recipe's rule.
   reference  what a plain PyTorch script does: a DataLoader with default settings (num_workers=0, shuffle,
              batch 128) over a Dataset of the uint8 arrays applying the same albumentations pipeline per sample,
              fp32, contiguous, torch.set_num_threads(os.cpu_count()), torch.optim.AdamW, CrossEntropyLoss.
              Inference: DataLoader batches of 128, one forward per TTA view.
+  ceiling    (CUDA only) a bare training step of the same model at the harness's batch: one batch already on
+             the GPU, forward + backward + torch.optim.AdamW(fused=True), bf16 autocast, channels_last, no
+             augmentation, no EMA, no host sync per step. The harness's fraction of it says what the loop costs.
 Training is timed over --steps batches after 2 warm-up batches (rows drawn once, shared by both paths);
 inference over every test row (7,178, or the --synthetic count) with TTA level 1 (image + mirror), after a
 warm-up of 2 batches. resnet_cbam48 (~15 s per batch on CPU) is left out unless named in --models.
 The tables are markdown, ready for the README's speed table; the machine and the exact command come with them.
 """
 import argparse
-import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import models
-from competition.augment import MEAN, STD, albumentations_pipeline
+from competition.augment import albumentations_pipeline
 from competition.data import DataError, load_dataset
-from competition.engine import BatchSource, autocast_for, train_one_epoch
+from competition.device import autocast_for, pick_device
+from competition.engine import BatchSource, build, create_model, train_one_epoch
+from competition.errors import SettingsError, run_command
 from competition.infer import infer
 from competition.recipes import get_recipe
-from competition.train_folds import build, pick_device
+from models.fer import IMAGE_SIZE, MEAN, NUM_CLASSES, STD
 
 DEFAULT_MODELS = "baseline_cnn,bn_cnn,resnet_cbam"
-RECIPE = "strong"  # the heavier augmentation of the two recipes; its batch size is 128, the reference's too
+RECIPE = "strong"  # the heavier augmentation of the recipes; on CPU its batch is 128, the reference's too
+REFERENCE_BATCH = 128
 HARNESS_THREADS = os.cpu_count() or 1  # train_folds --threads default for one process
 WARMUP = 2  # batches before the clock starts
 TTA = 1  # image + horizontal mirror
@@ -62,34 +68,59 @@ def sync(device: torch.device) -> None:
 
 # ---------------------------------------------------------------- the harness's path
 
+def harness_recipe(name: str, device: torch.device):
+    return get_recipe(RECIPE, name, device_type=device.type)
+
+
 def harness_train(name, images, labels, device, steps, aug="auto", threads=HARNESS_THREADS, channels_last=True):
     """Images/s of train_one_epoch over `steps` batches, and the trained model (channels_last unless told)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    recipe = get_recipe(RECIPE, name)
+    recipe = harness_recipe(name, device)
     bs = recipe.batch_size
     warm = BatchSource(images[:WARMUP * bs], labels[:WARMUP * bs], recipe, device, aug)
     timed = BatchSource(images[:steps * bs], labels[:steps * bs], recipe, device, aug)
-    model, _, optimizer, scheduler, ema = build(name, recipe, timed.steps, device)
+    parts = build(name, recipe, timed.steps, device)
     if not channels_last:  # the ablation's "before": weights (and so activations) in NCHW
-        for module in (model, ema.module if ema is not None else None):
+        for module in (parts.model, parts.ema.module if parts.ema is not None else None):
             if module is not None:
                 module.to(memory_format=torch.contiguous_format)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    run = lambda source, seed: train_one_epoch(model, source, seed, optimizer, scheduler, loss_fn, ema,  # noqa: E731
-                                               clip_grad=recipe.clip_grad, progress=False)
-    run(warm, 1)
-    stats = run(timed, 2)  # loss.item() every step: the clock sees finished GPU work
-    return stats.images_per_s, model
+    train_one_epoch(parts, warm, 1, progress=False)
+    stats = train_one_epoch(parts, timed, 2, progress=False)  # ends by reading the device sums: GPU work done
+    return stats.images_per_s, parts.model
 
 
 def harness_infer(model, images, device, threads=HARNESS_THREADS) -> float:
     torch.set_num_threads(threads)
-    autocast = autocast_for(device)
-    infer(model, images[:WARMUP * 512], TTA, device=device, autocast=autocast)
+    infer(model, images[:WARMUP * 512], TTA, device=device)
     start = time.perf_counter()
-    infer(model, images, TTA, device=device, autocast=autocast)  # returns host numpy: synchronised
+    infer(model, images, TTA, device=device)  # returns host numpy: synchronised
     return len(images) / (time.perf_counter() - start)
+
+
+def ceiling_train(name, images, labels, device, steps) -> float:
+    """Images/s of the bare step at the harness's batch: one resident batch, fused AdamW, nothing else."""
+    torch.manual_seed(0)
+    recipe = harness_recipe(name, device)
+    bs = recipe.batch_size
+    x = ((torch.as_tensor(images[:bs]).to(device).float() / 255 - MEAN) / STD).reshape(bs, 1, IMAGE_SIZE, IMAGE_SIZE)
+    x, y = x.contiguous(memory_format=torch.channels_last), torch.as_tensor(labels[:bs]).to(device)
+    model = create_model(name).to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, fused=device.type == "cuda")
+    loss_fn = nn.CrossEntropyLoss()
+
+    def run(n):
+        for _ in range(n):
+            with autocast_for(device):
+                loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        sync(device)
+    run(WARMUP)
+    start = time.perf_counter()
+    run(steps)
+    return steps * bs / (time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------- the plain reference loop
@@ -133,11 +164,11 @@ def reference_train(name, images, labels, device, steps):
     torch.set_num_threads(reference_threads())
     torch.manual_seed(0)
     recipe = get_recipe(RECIPE, name)
-    bs = recipe.batch_size
+    bs = REFERENCE_BATCH
     pipeline = albumentations_pipeline(recipe)  # the same augmentation work as the harness's CPU path
     loader = lambda n: DataLoader(ArrayDataset(images[:n * bs], labels[:n * bs], pipeline),  # noqa: E731
                                   batch_size=bs, shuffle=True)
-    model = timm.create_model(name, num_classes=7, in_chans=1).to(device)
+    model = create_model(name).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     reference_epoch(model, loader(WARMUP), optimizer, loss_fn, device)
@@ -192,7 +223,7 @@ def load_images(synthetic: int):
     if synthetic:
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, size=(synthetic, 48, 48), dtype=np.uint8)
-        return images, rng.integers(0, 7, synthetic), images, f"synthetic: {synthetic} random uint8 images"
+        return images, rng.integers(0, NUM_CLASSES, synthetic), images, f"synthetic: {synthetic} random uint8 images"
     data = load_dataset()
     return (data.train_images, data.train_labels, data.test_images,
             f"data/fer2013.npz: {len(data.train_labels)} training rows, {len(data.test_images)} test rows")
@@ -216,11 +247,6 @@ def machine(device: torch.device) -> str:
             f"threads: harness {HARNESS_THREADS}, reference {reference_threads()}")
 
 
-def geomean(values) -> float:
-    values = list(values)
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default=DEFAULT_MODELS, help="comma list of registered models")
@@ -232,56 +258,75 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    names = args.models.split(",")
-    unknown = [n for n in names if n not in models.MODEL_NAMES]
-    if unknown or args.steps < 1 or args.synthetic < 0:
-        print(f"error: need --steps >= 1, --synthetic >= 0 and models from {', '.join(models.MODEL_NAMES)}"
-              + (f" (unknown: {', '.join(unknown)})" if unknown else ""), file=sys.stderr)
-        return 2
-    try:
-        train_images, train_labels, test_images, described = load_images(args.synthetic)
-    except DataError as err:
-        print(f"error: {err} (or run with --synthetic N)", file=sys.stderr)
-        return 2
-    device = pick_device(args.device, 0)
-    bs = get_recipe(RECIPE, names[0]).batch_size
-    images, labels = draw_rows(train_images, train_labels, max(args.steps, WARMUP) * bs)
-    threads_before = torch.get_num_threads()
-    rows, ratios, ablation = [], [], []
-    try:
-        for name in names:
-            print(f"{name}: harness train/infer, reference train/infer", file=sys.stderr, flush=True)
-            h_train, model = harness_train(name, images, labels, device, args.steps)
-            h_infer = harness_infer(model, test_images, device)
-            r_train, model = reference_train(name, images, labels, device, args.steps)
-            r_infer = reference_infer(model, test_images, device)
-            ratios.append((h_train / r_train, h_infer / r_infer))
-            rows.append(f"| {name} | {h_train:.0f} | {r_train:.0f} | {h_train / r_train:.2f} | "
-                        f"{h_infer:.0f} | {r_infer:.0f} | {h_infer / r_infer:.2f} |")
-            if args.ablate:
-                ablation += ablate(name, images, labels, device, args.steps)
-    finally:
-        torch.set_num_threads(threads_before)
+def time_model(name, images, labels, test_images, device, args) -> tuple[list[float], list[str]]:
+    """[harness train, reference train, harness infer, reference infer(, ceiling)], and the ablation rows."""
+    print(f"{name}: harness train/infer, reference train/infer", file=sys.stderr, flush=True)
+    h_train, model = harness_train(name, images, labels, device, args.steps)
+    h_infer = harness_infer(model, test_images, device)
+    r_train, model = reference_train(name, images, labels, device, args.steps)
+    r_infer = reference_infer(model, test_images, device)
+    figures = [h_train, r_train, h_infer, r_infer]
+    if device.type == "cuda":
+        print(f"{name}: ceiling (bare step)", file=sys.stderr, flush=True)
+        figures.append(ceiling_train(name, images, labels, device, args.steps))
+    return figures, ablate(name, images, labels, device, args.steps) if args.ablate else []
+
+
+def print_tables(names, results, ablation, device, described, n_test, argv, args) -> None:
+    batch = harness_recipe(names[0], device).batch_size
+    ceiling = device.type == "cuda"
     print(f"machine: {machine(device)}")
-    print(f"data: {described}; training {args.steps} batches of {bs} after {WARMUP} warm-up, "
-          f"inference {len(test_images)} rows with TTA {TTA} (image + mirror)")
+    print(f"data: {described}; training {args.steps} batches (harness {batch}, reference {REFERENCE_BATCH}) after "
+          f"{WARMUP} warm-up, inference {n_test} rows with TTA {TTA} (image + mirror)")
     print(f"command: python -m competition.bench {shlex.join(argv)}".rstrip())
     print()
-    print("| model | train img/s harness | reference | ratio | TTA inference img/s harness | reference | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
+    print("| model | train img/s harness | reference | ratio | TTA inference img/s harness | reference | ratio |"
+          + (" ceiling img/s | harness / ceiling |" if ceiling else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ceiling else ""))
+    for name, f in zip(names, results):
+        print(f"| {name} | {f[0]:.0f} | {f[1]:.0f} | {f[0] / f[1]:.2f} | {f[2]:.0f} | {f[3]:.0f} | {f[2] / f[3]:.2f} |"
+              + (f" {f[4]:.0f} | {f[0] / f[4]:.0%} |" if ceiling else ""))
     print()
-    print(f"geometric mean of the ratios over {len(names)} model(s): training "
-          f"{geomean(r[0] for r in ratios):.2f}x, TTA inference {geomean(r[1] for r in ratios):.2f}x")
+    geo = lambda i, j: statistics.geometric_mean(f[i] / f[j] for f in results)  # noqa: E731
+    print(f"geometric mean of the ratios over {len(names)} model(s): training {geo(0, 1):.2f}x, "
+          f"TTA inference {geo(2, 3):.2f}x" + (f", harness / ceiling {geo(0, 4):.0%}" if ceiling else ""))
     if ablation:
         print()
         print("| model | harness training path, one change at a time | img/s | x first row |")
         print("|---|---|---:|---:|")
         print("\n".join(ablation))
+
+
+def _main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    names = args.models.split(",")
+    unknown = [n for n in names if n not in models.MODEL_NAMES]
+    if unknown or args.steps < 1 or args.synthetic < 0:
+        raise SettingsError(f"need --steps >= 1, --synthetic >= 0 and models from {', '.join(models.MODEL_NAMES)}"
+                            + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    try:
+        train_images, train_labels, test_images, described = load_images(args.synthetic)
+    except DataError as err:
+        raise DataError(f"{err} (or run with --synthetic N)") from err
+    device = pick_device(args.device, 0)
+    batch = max(harness_recipe(names[0], device).batch_size, REFERENCE_BATCH)
+    images, labels = draw_rows(train_images, train_labels, max(args.steps, WARMUP) * batch)
+    threads_before = torch.get_num_threads()
+    results, ablation = [], []
+    try:
+        for name in names:
+            figures, rows = time_model(name, images, labels, test_images, device, args)
+            results.append(figures)
+            ablation += rows
+    finally:
+        torch.set_num_threads(threads_before)
+    print_tables(names, results, ablation, device, described, len(test_images), argv, args)
     return 0
+
+
+def main(argv=None) -> int:
+    return run_command(_main, argv)
 
 
 if __name__ == "__main__":

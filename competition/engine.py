@@ -1,21 +1,35 @@
-"""One epoch of training and one pass of validation: the inner loops, shared by training and the benchmark.
+"""The training step's parts, in one place: device, model, optimizer, schedule, EMA, one epoch, evaluation.
 
-The data stay one uint8 array (on the GPU when there is one); each batch is gathered by index, augmented
-(albumentations on the host or tensor ops on the device, see competition.augment), normalised and sent
-through the network in channels_last, under bf16 autocast on CUDA.
+`train_folds` (per-fold runs) and `bench` (speed) both build from here, so what is measured is what trains.
+The data stay one uint8 array (a tensor on the GPU when there is one); each batch is gathered by index,
+augmented (albumentations on the host or tensor ops on the device, see competition.augment), normalised
+and sent through the network in channels_last, under bf16 autocast on CUDA.
+
+On CUDA the step loop never waits for the GPU (airbench): the epoch's shuffle order goes to the device once,
+loss and accuracy add up in device tensors that are read once at the end of the epoch, the optimizer is
+fused and the EMA a foreach lerp. So the host queues steps ahead of the GPU instead of waiting on each.
 """
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+import timm
 import torch
 import torch.nn.functional as F
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
-from competition.augment import AlbumentationsAugment, normalize, tensor_augment
+import models
+from competition.augment import normalize, tensor_augment
+from competition.device import autocast_for
+from competition.errors import SettingsError
 from competition.infer import infer
-from competition.recipes import Recipe
+from competition.recipes import Recipe, StepSettings, scaled
+from models.fer import IMAGE_SIZE, IN_CHANS, NUM_CLASSES
 
 
 @dataclass
@@ -26,79 +40,155 @@ class EpochStats:
     images_per_s: float
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA; a no-op context on CPU (no `if` at the call sites)."""
-    if device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext
+@dataclass
+class TrainParts:
+    """What one training run steps: built by `build`, stepped by `train_one_epoch`, saved by the caller."""
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # a timm scheduler: step_update(num_updates) per step, step(epoch) per epoch
+    ema: ModelEmaV3 | None
+    loss_fn: torch.nn.Module
+    mixup: Mixup | None
+    step: StepSettings  # batch, lr, warm-up and EMA decay as actually used (recipes.scaled)
+    clip_grad: float
+
+    @property
+    def judged(self) -> torch.nn.Module:
+        """The weights that are validated and kept: the EMA's when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+# ---------------------------------------------------------------- model
+
+def create_model(name: str, drop_rate: float | None = None) -> torch.nn.Module:
+    """One of ours (models/) or any timm architecture, with 1 input channel and 7 classes; checked at 48x48."""
+    if name not in models.MODEL_NAMES and not timm.is_model(name):
+        raise SettingsError(f"unknown model {name!r}: not one of ours ({', '.join(models.MODEL_NAMES)}) "
+                            f"nor a timm architecture (see timm.list_models()).")
+    try:  # create_model drops None kwargs: drop_rate=None keeps the architecture's own default
+        model = timm.create_model(name, num_classes=NUM_CLASSES, in_chans=IN_CHANS, drop_rate=drop_rate)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise SettingsError(f"timm cannot build {name!r} with in_chans=1, num_classes=7: {err}") from err
+    if name not in models.MODEL_NAMES:
+        check_fits_fer(name, model)
+    return model
+
+
+def check_fits_fer(name: str, model: torch.nn.Module) -> None:
+    """A timm model built for 224 px may not run on 48x48 faces (too many downsamplings, fixed position
+    embeddings): try one tiny forward pass and say why when it fails."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, IN_CHANS, IMAGE_SIZE, IMAGE_SIZE))
+    except (RuntimeError, ValueError, AssertionError) as err:
+        raise SettingsError(f"{name} does not work on 48x48 images: {str(err).splitlines()[0]} "
+                            f"(it downsamples too far or needs a fixed input size; try a CNN such as "
+                            f"resnet18 or vgg13_bn, or one of ours).") from err
+    finally:
+        model.train(was_training)
+
+
+def load_checkpoint(path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """A self-describing best.pt (model name and kwargs inside) -> (model on device, channels_last; its dict).
+    weights_only=True: a checkpoint from a shared folds/ cannot run code."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = create_model(saved["model"], saved.get("drop_rate"))
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device, memory_format=torch.channels_last), saved
+
+
+# ---------------------------------------------------------------- the parts of a run
+
+def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.device,
+          model: torch.nn.Module | None = None) -> TrainParts:
+    """Model (or the one given), optimizer, scheduler, EMA, loss and mixup from timm's factories."""
+    step = scaled(recipe)
+    model = (model or create_model(model_name, recipe.drop_rate)).to(device, memory_format=torch.channels_last)
+    fused = {"fused": True} if device.type == "cuda" and recipe.opt.lower() in ("adam", "adamw", "sgd") else {}
+    optimizer = create_optimizer_v2(model, opt=recipe.opt, lr=step.lr, weight_decay=recipe.weight_decay,
+                                    momentum=recipe.momentum, **fused)
+    scheduler, _ = create_scheduler_v2(optimizer, sched=recipe.sched, num_epochs=recipe.epochs,
+                                       warmup_epochs=step.warmup_epochs, warmup_lr=recipe.warmup_lr,
+                                       min_lr=recipe.min_lr, decay_epochs=recipe.decay_epochs,
+                                       decay_rate=recipe.decay_rate, step_on_epochs=False,
+                                       updates_per_epoch=steps_per_epoch)
+    ema = ModelEmaV3(model, decay=step.ema_decay, use_warmup=True) if step.ema_decay else None
+    mixup = (Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.label_smoothing,
+                   num_classes=NUM_CLASSES) if recipe.mixup or recipe.cutmix else None)
+    loss_fn = SoftTargetCrossEntropy() if mixup else torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    return TrainParts(model, optimizer, scheduler, ema, loss_fn, mixup, step, recipe.clip_grad)
 
 
 class BatchSource:
     """Shuffled, augmented training batches of a fixed set of rows, the same for the same epoch seed."""
 
-    def __init__(self, images_u8: np.ndarray, labels: np.ndarray, recipe: Recipe, device: torch.device,
-                 aug: str = "auto"):
+    def __init__(self, images_u8, labels, recipe: Recipe, device: torch.device, aug: str = "auto"):
         self.recipe, self.device = recipe, device
         self.aug = ("tensor" if device.type == "cuda" else "albumentations") if aug == "auto" else aug
-        on_device = self.aug == "tensor"
-        self.images = torch.from_numpy(images_u8).to(device) if on_device else images_u8
-        self.labels = torch.from_numpy(labels).to(device)
-        self.albu = AlbumentationsAugment(recipe) if self.aug == "albumentations" else None
-        self.steps = len(labels) // recipe.batch_size  # drop the last partial batch (BatchNorm1d needs >1)
+        if self.aug == "albumentations":
+            from competition.augment import AlbumentationsAugment  # host-only: the GPU path never imports it
+            self.albu = AlbumentationsAugment(recipe)
+            self.images = np.asarray(images_u8.cpu() if torch.is_tensor(images_u8) else images_u8)
+        else:
+            self.albu, self.images = None, torch.as_tensor(images_u8).to(device)
+        self.labels = torch.as_tensor(labels).to(device)
+        self.batch = recipe.batch_size
+        self.steps = len(labels) // self.batch  # drop the last partial batch (BatchNorm1d needs >1)
 
     def epoch(self, seed: int):
-        """Yield (x normalised float, y) for one epoch."""
+        """Yield (x normalised float, y) for one epoch; on the tensor path no step copies from the host."""
         order = np.random.default_rng(seed).permutation(len(self.labels))
         gen = torch.Generator(device=self.device).manual_seed(seed)
         if self.albu:
             self.albu.seed(seed)
-        bs = self.recipe.batch_size
+        order_dev = torch.from_numpy(order).to(self.device)  # once per epoch
         for step in range(self.steps):
-            idx = order[step * bs:(step + 1) * bs]
-            idx_dev = torch.from_numpy(idx).to(self.device)
+            idx = order_dev[step * self.batch:(step + 1) * self.batch]
             if self.albu:
-                x = self.albu(self.images[idx]).to(self.device, non_blocking=True)
+                host_idx = order[step * self.batch:(step + 1) * self.batch]
+                x = self.albu(self.images[host_idx]).to(self.device, non_blocking=True)
             else:
-                x = tensor_augment(self.images[idx_dev], self.recipe, gen)
-            yield normalize(x), self.labels[idx_dev]
+                x = tensor_augment(self.images[idx], self.recipe, gen)
+            yield normalize(x), self.labels[idx]
 
 
-def train_one_epoch(model, source: BatchSource, seed: int, optimizer, scheduler, loss_fn, ema=None,
-                    mixup=None, clip_grad: float = 0.0, start_step: int = 0, desc: str = "train",
-                    progress: bool = True) -> EpochStats:
+# ---------------------------------------------------------------- training and evaluation
+
+def train_one_epoch(parts: TrainParts, source: BatchSource, seed: int, start_step: int = 0,
+                    desc: str = "train", progress: bool = True) -> EpochStats:
+    """One pass over the source's batches; the only host sync is reading the sums after the last step."""
+    model = parts.model
     model.train()
-    autocast = autocast_for(source.device)
-    total_loss, correct, seen, step = 0.0, 0, 0, start_step
-    start = time.perf_counter()
-    bar = tqdm(source.epoch(seed), total=source.steps, desc=desc, leave=False, disable=not progress)
-    for x, y in bar:
-        targets = y
-        if mixup is not None:
-            x, targets = mixup(x, y)
-        with autocast():
+    loss_sum = torch.zeros((), device=source.device)
+    correct = torch.zeros((), dtype=torch.long, device=source.device)
+    step, start = start_step, time.perf_counter()
+    for x, y in tqdm(source.epoch(seed), total=source.steps, desc=desc, leave=False, disable=not progress,
+                     unit="batch"):
+        x, targets = parts.mixup(x, y) if parts.mixup is not None else (x, y)
+        with autocast_for(source.device):
             logits = model(x)
-            loss = loss_fn(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
+            loss = parts.loss_fn(logits, targets)
+        parts.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if clip_grad:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        optimizer.step()
+        if parts.clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), parts.clip_grad, foreach=True)
+        parts.optimizer.step()
         step += 1
-        scheduler.step_update(num_updates=step)
-        if ema is not None:
-            ema.update(model, step=step)
-        total_loss += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
-        seen += len(y)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
-                        img_s=f"{seen / (time.perf_counter() - start):.0f}")
+        parts.scheduler.step_update(num_updates=step)
+        if parts.ema is not None:
+            parts.ema.update(model, step=step)
+        loss_sum += loss.detach().float() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+    seen = source.steps * source.batch
+    loss_value, acc_value = loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)  # the epoch's one sync
     seconds = time.perf_counter() - start
-    return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), seconds, seen / max(seconds, 1e-9))
+    return EpochStats(loss_value, acc_value, seconds, seen / max(seconds, 1e-9))
 
 
-def evaluate(model, images_u8, labels: np.ndarray, device: torch.device, batch_size: int = 512):
+def evaluate(model, images_u8, labels, device: torch.device, batch_size: int = 1024) -> tuple[float, float]:
     """(loss, accuracy) without augmentation, scored from competition.infer's logits."""
-    logits = torch.from_numpy(infer(model, images_u8, tta=0, batch_size=batch_size, device=device,
-                                    autocast=autocast_for(device)))
-    y = torch.as_tensor(labels)
+    logits = torch.from_numpy(infer(model, images_u8, tta=0, batch_size=batch_size, device=device))
+    y = torch.as_tensor(labels).cpu()
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()

@@ -1,33 +1,47 @@
 """Training recipes: every knob in one block, one per line, saved with each run's config.json.
 
-Two recipes per model:
-  seed    what the student's study did: Adam, StepLR every 20 epochs, weight decay 1e-4, gradient
+Three recipes:
+  study   what the student's study did: Adam, StepLR every 20 epochs, weight decay 1e-4, gradient
           clipping, early stopping on fold-validation accuracy, light augmentation (flip, small rotation).
   strong  what the best FER2013 results use: AdamW, warm-up then cosine decay, label smoothing, an EMA of
           the weights, random crops with padding, flips, small rotations/scaling, brightness/contrast,
           random erasing; optional mixup/cutmix.
-
   quick   the strong recipe cut to what fits `./run.sh all --quick` on a 2-core CPU in under 30 minutes:
           fold 0 only, per-model epoch counts sized from measured epoch times (see README).
 
+Batch size and the rule that goes with it. `lr`, `warmup_epochs` and `ema_decay` are stated for
+`base_batch` (128) images per step. `batch_size` 0 means "by device": 128 on CPU, `GPU_BATCH` on CUDA, where
+128 leaves most of the GPU idle. At any other batch B the step uses (`scaled`):
+  lr            x sqrt(B / base_batch) for the Adam family (square-root rule; Malladi et al. 2022),
+                x B / base_batch for SGD (linear rule; Goyal et al. 2017)
+  warm-up       the same factor as the lr: a larger step size gets a longer ramp (never past a quarter of the run)
+  ema_decay     ** (B / base_batch): the same horizon in images, with B/base_batch times fewer updates
+Measured on CPU for bn_cnn (README, "batch size"): fold-validation accuracy holds at 512 under this rule.
+
 Override any knob from the command line with `--set key=value` (unknown keys are refused):
-    python -m competition.train_folds --model bn_cnn --recipe strong --set lr=0.001 --set ema_decay=0.9995
+    python -m competition.train_folds --model bn_cnn --recipe strong --set lr=0.001 --set batch_size=512
 """
+import math
 from dataclasses import asdict, dataclass, fields, replace
+
+from competition.errors import SettingsError
+
+GPU_BATCH = 512  # bare-step img/s on an H200 grows 3-4x from 128 to 512 for our models (issue #9's table)
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str = "strong"
     epochs: int = 40  # full passes over the fold's training rows
-    batch_size: int = 128  # images per optimizer step
+    batch_size: int = 0  # images per optimizer step; 0 = by device (128 on CPU, GPU_BATCH on CUDA)
+    base_batch: int = 128  # the batch at which lr, warmup_epochs and ema_decay below are stated
     # optimizer and schedule (timm's create_optimizer_v2 / create_scheduler_v2)
     opt: str = "adamw"  # timm optimizer name: adamw, adam, sgd (nesterov momentum), ...
-    lr: float = 2e-3  # peak learning rate
+    lr: float = 2e-3  # peak learning rate at base_batch
     momentum: float = 0.9  # for sgd
     weight_decay: float = 0.05  # timm skips biases and norm weights
     sched: str = "cosine"  # timm scheduler: cosine (per step) | step (decay_rate every decay_epochs)
-    warmup_epochs: int = 2  # linear warm-up from warmup_lr
+    warmup_epochs: int = 2  # linear warm-up from warmup_lr, at base_batch
     warmup_lr: float = 1e-5
     min_lr: float = 1e-5  # floor of the cosine
     decay_epochs: int = 20  # step schedule: epochs between decays
@@ -36,10 +50,10 @@ class Recipe:
     patience: int = 0  # early stopping: epochs without a better fold-validation accuracy; 0 = off
     # regularisation
     label_smoothing: float = 0.1
-    ema_decay: float = 0.999  # per-step EMA of the weights (timm ModelEmaV3, with warm-up); 0 = off
+    ema_decay: float = 0.999  # per-step EMA of the weights at base_batch (timm ModelEmaV3, warm-up); 0 = off
     mixup: float = 0.0  # mixup alpha; 0 = off
     cutmix: float = 0.0  # cutmix alpha; 0 = off
-    drop_rate: float = -1.0  # classifier dropout; -1 = the architecture's own default
+    drop_rate: float | None = None  # classifier dropout; None = the architecture's own default
     # augmentation, in pixels of the 48x48 image and degrees
     flip: bool = True  # horizontal flip, p=0.5
     pad: int = 4  # random crop of 48x48 from the image padded by this many pixels; 0 = off
@@ -51,45 +65,68 @@ class Recipe:
     tta: int = 1  # test-time augmentation: 0 none, 1 + horizontal flip, 2 + shifts of 2 px (10 views)
 
 
-SEED = Recipe(name="seed", epochs=60, opt="adam", lr=1e-3, weight_decay=1e-4, sched="step", warmup_epochs=0,
-              decay_epochs=20, decay_rate=0.1, clip_grad=1.0, patience=10, label_smoothing=0.0, ema_decay=0.0,
-              pad=0, scale=0.0, brightness=0.0, contrast=0.0, erase=0.0)
+@dataclass(frozen=True)
+class StepSettings:
+    """What one optimizer step really uses at the recipe's batch size (see the module docstring's rule)."""
+    batch_size: int
+    lr: float
+    warmup_epochs: int
+    ema_decay: float
+
+
+STUDY = Recipe(name="study", epochs=60, batch_size=128, opt="adam", lr=1e-3, weight_decay=1e-4, sched="step",
+               warmup_epochs=0, decay_epochs=20, decay_rate=0.1, clip_grad=1.0, patience=10, label_smoothing=0.0,
+               ema_decay=0.0, pad=0, scale=0.0, brightness=0.0, contrast=0.0, erase=0.0)
 STRONG = Recipe()
 QUICK = replace(STRONG, name="quick", warmup_epochs=1)
 
-# Per-model departures from the two recipes (the study tuned Model 3 separately: smaller lr, earlier decay).
+# Per-model departures from the recipes (the study tuned Model 3 separately: smaller lr, earlier decay).
 MODEL_OVERRIDES = {
-    ("seed", "resnet_cbam"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
-    ("seed", "resnet_cbam48"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
+    ("study", "resnet_cbam"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
+    ("study", "resnet_cbam48"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
     ("strong", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998),
     ("quick", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998, epochs=10),  # ~28 s an epoch on 1 core
     ("quick", "bn_cnn"): dict(epochs=12),  # ~110 s an epoch on 1 core beside another process
     ("quick", "resnet_cbam"): dict(epochs=4),  # ~240 s an epoch on 1 core (after baseline_cnn, same process)
     ("quick", "resnet_cbam48"): dict(epochs=1),  # ~45 min an epoch on CPU: for GPUs only
 }
-RECIPES = {"seed": SEED, "strong": STRONG, "quick": QUICK}
+RECIPES = {"study": STUDY, "strong": STRONG, "quick": QUICK}
 
 
-def get_recipe(name: str, model: str, overrides: dict | None = None) -> Recipe:
-    """The named recipe for a model, with the model's departures and then the user's overrides."""
+def get_recipe(name: str, model: str, overrides: dict | None = None, device_type: str = "cpu") -> Recipe:
+    """The named recipe for a model, with the model's departures, the user's overrides and a concrete batch."""
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+        raise SettingsError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     recipe = replace(RECIPES[name], **MODEL_OVERRIDES.get((name, model), {}))
-    return replace(recipe, **(overrides or {}))
+    recipe = replace(recipe, **(overrides or {}))
+    if recipe.batch_size <= 0:
+        recipe = replace(recipe, batch_size=GPU_BATCH if device_type == "cuda" else recipe.base_batch)
+    return recipe
+
+
+def scaled(recipe: Recipe) -> StepSettings:
+    """lr, warm-up and EMA decay at the recipe's batch size, by the rule in the module docstring."""
+    ratio = recipe.batch_size / recipe.base_batch
+    lr_factor = ratio if recipe.opt.lower().endswith("sgd") else math.sqrt(ratio)
+    warmup = min(round(recipe.warmup_epochs * max(lr_factor, 1.0)), max(recipe.epochs // 4, recipe.warmup_epochs))
+    ema = recipe.ema_decay ** ratio if recipe.ema_decay else 0.0
+    return StepSettings(recipe.batch_size, recipe.lr * lr_factor, warmup, ema)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """['lr=0.01', 'flip=false'] -> typed values; unknown keys raise ValueError naming the known ones."""
+    """['lr=0.01', 'flip=false'] -> typed values; unknown keys raise SettingsError naming the known ones."""
     types = {f.name: f.type for f in fields(Recipe)}
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or key not in types or key == "name":
-            raise ValueError(f"--set {pair!r}: expected key=value with key one of "
-                             f"{sorted(k for k in types if k != 'name')}")
-        kind = types[key]
-        kind = {"int": int, "float": float, "bool": bool, "str": str}.get(kind, kind)
-        out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+            raise SettingsError(f"--set {pair!r}: expected key=value with key one of "
+                                f"{sorted(k for k in types if k != 'name')}")
+        kind = {"int": int, "float": float, "bool": bool, "str": str, "float | None": float}.get(types[key], types[key])
+        try:
+            out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:
+            raise SettingsError(f"--set {pair!r}: {value!r} is not a {kind.__name__}") from None
     return out
 
 

@@ -5,7 +5,7 @@
     python -m competition.report --models bn_cnn,resnet_cbam48      # only these models
 
 Nothing is retrained. Every number and figure comes from folds/<model>/fold<k>/ (oof.npz, test.npz,
-log.csv, done.json) through competition.ensemble, plus each model's registry entry for parameters and
+log.csv, done.json) through competition.artifacts, plus each model's registry entry for parameters and
 multiply-adds; report.json beside report.md holds every table's numbers. Missing work is reported, never
 skipped: a model without complete folds, or a fold without done.json, is listed under "Missing". The
 report is built in a temp folder and renamed into place, so a crash leaves the old report or the new one.
@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import timm
 import torch
 from matplotlib.figure import Figure  # no pyplot: figures are drawn by Agg straight to PNG, no display, no state
 from matplotlib.ticker import MaxNLocator
@@ -32,14 +31,15 @@ from scipy.special import softmax
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch.utils.flop_counter import FlopCounterMode
 
-from competition import CLASSES, NUM_CLASSES, ensemble, paths
+from competition import CLASSES, NUM_CLASSES, artifacts, blending, paths
 from competition.data import FerData, load_dataset
 from competition.errors import UserError, run_command
 from competition.folds import load_folds
 from competition.report_markdown import MISTAKES_PNG, STUDY, render  # noqa: F401 (STUDY: re-exported, tests read it)
-from models import MODEL_NAMES  # importing models registers them with timm
+from models import MODEL_NAMES, STUDY_MODELS  # importing models registers them with timm
+from competition.engine import create_model
+from models.fer import IMAGE_SIZE, IN_CHANS
 
-ALWAYS = ("baseline_cnn", "bn_cnn", "resnet_cbam")  # reported as missing when absent
 AVERAGE = "logits"  # how the ensemble combines models, as competition.ensemble's default
 MISTAKES = 16  # images in the confident-mistakes grid
 
@@ -51,17 +51,17 @@ class ReportError(UserError):
 # ---------------------------------------------------------------- numbers from the logits
 
 @functools.lru_cache(maxsize=None)
-def count_macs(model_name: str) -> tuple[int, int]:
+def size_of(model_name: str) -> tuple[int, int]:
     """(parameters, multiply-adds) for one 1x48x48 image; torch counts FLOPs = 2 x MACs."""
-    model = timm.create_model(model_name, num_classes=NUM_CLASSES, in_chans=1).eval()
+    model = create_model(model_name).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, 1, 48, 48))
+        model(torch.zeros(1, IN_CHANS, IMAGE_SIZE, IMAGE_SIZE))
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
 
 
 def step(name: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, data: FerData) -> dict:
     """One ladder row: OOF accuracy over `labels`' rows, PublicTest and PrivateTest accuracy (None: unknown)."""
-    return {"step": name, "oof_rows": len(labels), **ensemble.score(oof, labels, test, data)}
+    return {"step": name, "oof_rows": len(labels), **blending.score(oof, labels, test, data)}
 
 
 def per_class(logits: np.ndarray, labels: np.ndarray) -> dict:
@@ -73,7 +73,7 @@ def per_class(logits: np.ndarray, labels: np.ndarray) -> dict:
 
 def model_numbers(ml, data: FerData) -> dict:
     """Size, train vs fold-validation accuracy (done.json, per fold), OOF and test accuracy, per class."""
-    params, macs = count_macs(ml.model)
+    params, macs = size_of(ml.model)
     train = np.array([ml.done[f]["train_acc"] for f in ml.folds])
     val = np.array([ml.done[f]["val_acc"] for f in ml.folds])
     return {"folds": list(ml.folds), "params": params, "macs": macs,
@@ -81,7 +81,7 @@ def model_numbers(ml, data: FerData) -> dict:
             "train_acc_folds": train.tolist(), "val_acc_folds": val.tolist(),
             "train_acc": float(train.mean()), "train_acc_std": float(train.std()),
             "val_acc": float(val.mean()), "val_acc_std": float(val.std()), "gap": float(train.mean() - val.mean()),
-            **ensemble.score(ml.oof_logits, ml.oof_labels, ml.test_logits, data),
+            **blending.score(ml.oof_logits, ml.oof_labels, ml.test_logits, data),
             "per_class": per_class(ml.oof_logits, ml.oof_labels)}
 
 
@@ -89,8 +89,7 @@ def model_ladder(ml, data: FerData, fold_of_row: np.ndarray) -> list[dict]:
     """One fold -> fold average -> with TTA, for one model. The first two steps use the plain logits."""
     first = ml.folds[0]
     in_first = fold_of_row[ml.oof_rows] == first
-    with np.load(paths.fold_dir(ml.model, first) / "test.npz") as z:
-        first_test = z["logits_plain"]
+    first_test = artifacts.read_npz(artifacts.FoldFiles(ml.model, first) / artifacts.TEST)["logits_plain"]
     return [step(f"{ml.model}: one fold (fold {first})", ml.oof_logits_plain[in_first], ml.oof_labels[in_first],
                  first_test, data),
             step(f"{ml.model}: {len(ml.folds)}-fold average", ml.oof_logits_plain, ml.oof_labels,
@@ -102,11 +101,11 @@ def ensemble_ladder(complete: list, data: FerData) -> list[dict]:
     """Ladder rows of the ensemble of complete models: equal weights and, with two models or more, OOF-fitted."""
     weightings = {"equal weights": np.full(len(complete), 1 / len(complete))}
     if len(complete) > 1:
-        weightings["OOF-fitted weights"] = np.asarray(ensemble.fit_weights(complete, AVERAGE))
-    _, labels, _ = ensemble.common_oof(complete)
+        weightings["OOF-fitted weights"] = np.asarray(blending.fit_weights(complete, AVERAGE))
+    _, labels, _ = blending.common_oof(complete)
     rows = []
     for label, weights in weightings.items():
-        oof, test = ensemble.combine(complete, weights, AVERAGE)
+        oof, test = blending.combine(complete, weights, AVERAGE)
         rows.append({**step(f"ensemble, {label}", oof, labels, test, data),
                      "models": [ml.model for ml in complete], "weights": weights.tolist()})
     return rows
@@ -115,8 +114,8 @@ def ensemble_ladder(complete: list, data: FerData) -> list[dict]:
 def mistakes_source(loaded: dict, complete: list, numbers: dict) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
     """(name, OOF logits, labels, Training rows): the equal-weight ensemble, else the best single model."""
     if complete:
-        rows, labels, _ = ensemble.common_oof(complete)
-        oof, _ = ensemble.combine(complete, np.full(len(complete), 1 / len(complete)), AVERAGE)
+        rows, labels, _ = blending.common_oof(complete)
+        oof, _ = blending.combine(complete, np.full(len(complete), 1 / len(complete)), AVERAGE)
         return f"ensemble of {len(complete)}, equal weights", oof, labels, rows
     best = max(loaded.values(), key=lambda ml: numbers[ml.model]["oof"])
     return f"{best.model}, TTA", best.oof_logits, best.oof_labels, best.oof_rows
@@ -136,22 +135,22 @@ def confident_mistakes(logits: np.ndarray, labels: np.ndarray, rows: np.ndarray)
 
 def default_models() -> list[str]:
     """The study's three models always (so an absent one shows as missing), others when they have runs."""
-    return [m for m in MODEL_NAMES if m in ALWAYS or (paths.folds_dir() / m).is_dir()]
+    return [m for m in MODEL_NAMES if m in STUDY_MODELS or (paths.folds_dir() / m).is_dir()]
 
 
 def fold_problem(model: str, fold: int) -> str:
-    folder = paths.fold_dir(model, fold)
+    folder = artifacts.FoldFiles(model, fold).dir
     return "not started" if not folder.is_dir() else "started, no done.json (interrupted or running)"
 
 
-def load_models(names: list[str], k: int) -> tuple[dict, list[str]]:
+def load_models(names: list[str], k: int, fold_of_row: np.ndarray) -> tuple[dict, list[str]]:
     """({model: ModelLogits} for models with at least one complete fold, lines saying what is missing)."""
     loaded, missing = {}, []
     for name in names:
-        if not ensemble.finished_folds(name, k):
+        if not artifacts.finished_folds(name, k):
             missing.append(f"{name}: no complete fold of {k} (train it: `./run.sh train --model {name}`)")
             continue
-        loaded[name] = ml = ensemble.load_model(name, allow_missing=True)
+        loaded[name] = ml = artifacts.load_model(name, allow_missing=True, fold_of_row=fold_of_row)
         missing += [f"{name} fold {f}: {fold_problem(name, f)}" for f in range(k) if f not in ml.folds]
     return loaded, missing
 
@@ -163,7 +162,7 @@ def plot_curves(model: str, folds: list[int], path: Path) -> None:
     fig = Figure(figsize=(10, 4))
     loss_ax, acc_ax = fig.subplots(1, 2)
     for i, fold in enumerate(folds):
-        log = pd.read_csv(paths.fold_dir(model, fold) / "log.csv")
+        log = pd.read_csv(artifacts.FoldFiles(model, fold) / artifacts.LOG)
         for ax, key in ((loss_ax, "loss"), (acc_ax, "acc")):
             ax.plot(log["epoch"], log[f"train_{key}"], color=f"C{i}", label=f"fold {fold} train")
             ax.plot(log["epoch"], log[f"val_{key}"], color=f"C{i}", linestyle="--", label=f"fold {fold} val")
@@ -218,11 +217,11 @@ def build(folder: Path, names: list[str], allow_missing: bool = False) -> dict:
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
     k = int(fold_of_row.max()) + 1
-    loaded, missing = load_models(names, k)
+    loaded, missing = load_models(names, k, fold_of_row)
     if not loaded:
         raise ReportError("no model has a complete fold:\n  " + "\n  ".join(missing))
     for ml in loaded.values():
-        ensemble.check_against(ml, data)  # logits from another dataset would make every number wrong
+        artifacts.check_against(ml, data)  # logits from another dataset would make every number wrong
     complete = [ml for ml in loaded.values() if allow_missing or len(ml.folds) == k]
     partial = [name for name, ml in loaded.items() if len(ml.folds) < k]
     missing += ([f"{name}: in the ensemble with its finished folds only (--allow-missing)" for name in partial]

@@ -2,15 +2,15 @@
 
     ./run.sh all --from ../shared/data/fer2013/<competition zip>     # strong recipe, 5 folds (GPU-sized)
     ./run.sh all --quick --from <zip>                                  # fold 0, short runs: < 30 min on 2 CPU cores
-    ./run.sh all --device cuda --folds 0                               # one fold of each model on a GPU
+    ./run.sh all --device cuda --models baseline_cnn,bn_cnn,resnet_cbam,resnet_cbam48   # 4 jobs share each GPU
 
 Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
 finished epoch), so running the same command again after an interruption finishes the work without
-redoing it. Training jobs (model, fold) are spread over parallel processes with torchrun: two on this
-2-core CPU (two 1-thread processes do more in all than one with 2 threads), one per GPU otherwise.
+redoing it. Training jobs (model, fold) are spread over parallel processes with torchrun, dealt by expected
+cost: two on a 2-core CPU, and --jobs-per-gpu (4) on each GPU, because one process at its batch leaves much of
+the GPU idle between steps and four side by side kept an H200 98-100% busy (shared/notes/gpu-device.md).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -19,9 +19,12 @@ from pathlib import Path
 
 import torch
 
-from competition import download, ensemble, folds, paths, report
+from competition import artifacts, download, ensemble, folds, paths, report
+from competition.device import wants_cuda
+from competition.errors import run_command
+from models import STUDY_MODELS
 
-STUDY_MODELS = ("baseline_cnn", "bn_cnn", "resnet_cbam")
+JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
 
 
 def step(title: str, fn, *args) -> None:
@@ -49,9 +52,9 @@ def make_folds(k: int) -> int:
     return folds.main(["--k", str(k), "--seed", "42"])
 
 
-def processes(device: str) -> int:
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        return max(1, torch.cuda.device_count())
+def processes(device: str, jobs_per_gpu: int) -> int:
+    if wants_cuda(device):
+        return max(1, torch.cuda.device_count()) * jobs_per_gpu
     return min(2, os.cpu_count() or 1)
 
 
@@ -67,7 +70,8 @@ def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: in
 def speed_table(models: list[str]) -> str:
     lines = [f"{'model':14s} {'folds':>5s} {'epochs':>6s} {'train img/s':>11s} {'train s':>8s} {'val acc':>8s}"]
     for name in models:
-        done = [json.loads(p.read_text()) for p in sorted(paths.folds_dir().glob(f"{name}/fold*/done.json"))]
+        done = [artifacts.read_done(artifacts.FoldFiles(name, f))
+                for f in artifacts.finished_folds(name, artifacts.fold_count())]
         if done:
             lines.append(f"{name:14s} {len(done):5d} {sum(d['epochs_run'] for d in done):6d} "
                          f"{sum(d['images_per_s'] for d in done) / len(done):11.0f} "
@@ -76,16 +80,18 @@ def speed_table(models: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--from", dest="source", type=Path, help="import these competition files instead of downloading")
     p.add_argument("--quick", action="store_true", help="fold 0 and short runs (the `quick` recipe): < 30 min on CPU")
     p.add_argument("--models", default=",".join(STUDY_MODELS), help="comma list of architectures")
     p.add_argument("--folds", default=None, help="comma list of folds to train (default: all; 0 with --quick)")
     p.add_argument("--k", type=int, default=5, help="number of folds, when folds.csv is made")
-    p.add_argument("--recipe", default=None, help="seed | strong | quick (default: strong, quick with --quick)")
+    p.add_argument("--recipe", default=None, help="study | strong | quick (default: strong, quick with --quick)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--nproc", type=int, default=0, help="training processes (default: 2 on CPU, one per GPU)")
+    p.add_argument("--nproc", type=int, default=0,
+                   help="training processes (default: 2 on CPU, --jobs-per-gpu for each GPU)")
+    p.add_argument("--jobs-per-gpu", type=int, default=JOBS_PER_GPU, help="processes sharing one GPU")
     p.add_argument("--report", default=None, help="report folder name under reports/ (default: quick or full)")
     args = p.parse_args(argv)
     models = args.models.split(",")
@@ -95,7 +101,7 @@ def main(argv=None) -> int:
     step("data", get_data, args.source)
     step("folds", make_folds, args.k)
     step(f"train {','.join(models)} folds {fold_list} ({recipe} recipe)", train, models, fold_list, recipe,
-         args.device, args.nproc or processes(args.device))
+         args.device, args.nproc or processes(args.device, args.jobs_per_gpu))
     print(speed_table(models))
     ensemble_args = ["--models", ",".join(models), "--weights", "oof" if len(models) > 1 else "equal"]
     partial = [] if fold_list == "all" else ["--allow-missing"]
@@ -104,6 +110,10 @@ def main(argv=None) -> int:
     step("report", report.main, ["--out", str(out), "--models", ",".join(models)] + partial)
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
     return 0
+
+
+def main(argv=None) -> int:
+    return run_command(_main, argv)
 
 
 if __name__ == "__main__":

@@ -1,229 +1,258 @@
 """Train one architecture per fold and keep its out-of-fold and test logits.
 
     python -m competition.train_folds --model bn_cnn                      # all folds, strong recipe
-    python -m competition.train_folds --model bn_cnn --folds 0 --epochs 20 --recipe seed
-    python -m competition.train_folds --model all --device cuda --set lr=0.001
-    torchrun --nproc_per_node 2 -m competition.train_folds --model all    # (model, fold) jobs spread over 2 processes
+    python -m competition.train_folds --model bn_cnn --folds 0 --epochs 20 --recipe study
+    python -m competition.train_folds --model all --device cuda --set batch_size=1024
+    python -m competition.train_folds --model resnet18                    # any timm architecture too
+    torchrun --nproc_per_node 4 -m competition.train_folds --model all    # (model, fold) jobs over 4 processes
 
 For each fold k: train on the other folds, validate on fold k after every epoch, keep the epoch with the best
-fold-validation accuracy (the only score used for choosing; test labels are never read here), then write
-folds/<model>/fold<k>/:
-  config.json   the resolved recipe, seed, device, package versions and git commit
-  log.csv       epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds, images_per_s
-  state.pt      the full state after the last finished epoch (model, optimizer, scheduler, EMA, best so far)
-  best.pt       the best epoch's weights, self-describing: model name and kwargs travel inside
-  oof.npz       rows, labels, logits (TTA), logits_plain: the held-out fold's predictions
-  test.npz      logits (TTA), logits_plain: every test row, in test.csv order
-  done.json     written last; a fold with done.json is finished and is skipped on the next run
-Killed at any moment and started again, a run resumes from the last finished epoch. Every epoch's shuffling,
-augmentation and dropout are seeded from (seed, fold, epoch), so on CPU a resumed run ends with the same logits
-as an uninterrupted one.
+fold-validation accuracy (the only score used for choosing; test labels are never read here), then write the
+fold folder that competition.artifacts describes (config.json, log.csv, state.pt, best.pt, oof.npz, test.npz,
+done.json). Killed at any moment and started again, a run resumes from its last checkpoint (state.pt, written
+at most every --checkpoint-every seconds and at the end). Every epoch's shuffling, augmentation and dropout
+are seeded from (seed, fold, epoch), so on CPU a resumed run ends with the same logits as an uninterrupted one.
+
+Processes share nothing: under torchrun each one takes its share of the jobs, dealt by expected cost (longest
+first, to the least loaded), with no process group and no barrier, so several processes can share one GPU.
+Each fold is locked while it trains: a second process on the same fold stops with exit 2 naming the holder.
 """
 import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
 
 import numpy as np
 import pandas as pd
-import timm
 import torch
-import torch.distributed as dist
-from timm.data import Mixup
-from timm.loss import SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
-from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 import models
-from competition import paths
-from competition.atomic import atomic_open, atomic_write_text
-from competition.data import DataError, load_dataset
-from competition.engine import BatchSource, autocast_for, evaluate, train_one_epoch
+from competition import artifacts
+from competition.artifacts import BEST, DONE, LOG, LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
+from competition.atomic import atomic_write_text
+from competition.data import load_dataset
+from competition.device import pick_device
+from competition.engine import BatchSource, build, create_model, evaluate, train_one_epoch
+from competition.errors import SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
-from competition.recipes import Recipe, as_dict, get_recipe, parse_overrides
+from competition.recipes import RECIPES, Recipe, as_dict, get_recipe, parse_overrides, scaled
 
-LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
+TRAIN_ACC_ROWS = 4096  # "clean train accuracy" on a fixed sample of the fold's training rows: it says the same
+# Relative cost of one training image, for dealing jobs to processes (measured: CPU epoch seconds on 2 cores;
+# GPU bare-step img/s at batch 512 on an H200, issue #9). Unknown architectures count as the dearest known.
+IMAGE_COST = {"cpu": {"baseline_cnn": 1, "bn_cnn": 4, "resnet_cbam": 10, "resnet_cbam48": 108},
+              "cuda": {"baseline_cnn": 1, "bn_cnn": 2, "resnet_cbam": 9, "resnet_cbam48": 15}}
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
     return (seed * 1_000_003 + fold * 10_007 + epoch) % 2**31
 
 
-def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.device):
-    """Model, optimizer, scheduler and EMA from timm's factories."""
-    kwargs = {} if recipe.drop_rate < 0 else {"drop_rate": recipe.drop_rate}
-    model = timm.create_model(model_name, num_classes=7, in_chans=1, **kwargs)
-    model = model.to(device, memory_format=torch.channels_last)
-    optimizer = create_optimizer_v2(model, opt=recipe.opt, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                                    momentum=recipe.momentum)
-    scheduler, _ = create_scheduler_v2(optimizer, sched=recipe.sched, num_epochs=recipe.epochs,
-                                       warmup_epochs=recipe.warmup_epochs, warmup_lr=recipe.warmup_lr,
-                                       min_lr=recipe.min_lr, decay_epochs=recipe.decay_epochs,
-                                       decay_rate=recipe.decay_rate, step_on_epochs=False,
-                                       updates_per_epoch=steps_per_epoch)
-    ema = ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=True) if recipe.ema_decay else None
-    return model, kwargs, optimizer, scheduler, ema
+@dataclass
+class Resident:
+    """The dataset where training reads it: device tensors on the tensor-augmentation path, host arrays else."""
+    train_images: object
+    train_labels: np.ndarray
+    test_images: object
+
+    @classmethod
+    def place(cls, data, device: torch.device, aug: str) -> "Resident":
+        on_device = aug == "tensor" or (aug == "auto" and device.type == "cuda")
+        put = (lambda a: torch.from_numpy(a).to(device)) if on_device else (lambda a: a)  # noqa: E731
+        return cls(put(data.train_images), data.train_labels, put(data.test_images))
+
+    def train_rows(self, rows: np.ndarray):
+        images = self.train_images
+        return images[torch.from_numpy(rows).to(images.device)] if torch.is_tensor(images) else images[rows]
 
 
-def run_config(model_name, fold, k, recipe, seed, device, aug) -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.REPO, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    import albumentations
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
-                "albumentations": albumentations.__version__, "numpy": np.__version__}
-    return {"model": model_name, "fold": fold, "k": k, "recipe": recipe.name, "seed": seed,
-            "epochs": recipe.epochs, "device": str(device), "aug": aug, "threads": torch.get_num_threads(),
-            "settings": as_dict(recipe), "versions": versions, "git_commit": commit}
+@dataclass
+class Progress:
+    """Where a fold's training stands; saved in state.pt, so a killed run resumes from it."""
+    epoch: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    finished: bool = False
+    log: list = field(default_factory=list)
 
 
-def save_torch(obj, path) -> None:
-    with atomic_open(path) as f:
-        torch.save(obj, f)
-
-
-def save_npz(path, **arrays) -> None:
-    with atomic_open(path) as f:
-        np.savez(f, **arrays)
+def versions() -> dict:
+    def version(package):
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+    return {"python": platform.python_version(), "torch": torch.__version__, "timm": version("timm"),
+            "albumentations": version("albumentations"), "numpy": np.__version__}
 
 
 class FoldRun:
-    """Everything about training one (model, fold): resume, epochs, best checkpoint, final logits."""
+    """Everything about training one (model, fold): lock, resume, epochs, checkpoints, final logits."""
 
-    def __init__(self, model_name, fold, data, fold_of_row, recipe, seed, device, aug, progress):
+    def __init__(self, model_name, fold, data: Resident, fold_of_row, recipe: Recipe, seed, device, aug,
+                 progress=False, checkpoint_every=30.0, provenance=None):
         self.name, self.fold, self.recipe, self.seed, self.device = model_name, fold, recipe, seed, device
-        self.out = paths.fold_dir(model_name, fold)
-        self.data, self.progress = data, progress
+        self.files, self.data, self.show_progress = FoldFiles(model_name, fold), data, progress
+        self.checkpoint_every = checkpoint_every
         self.train_rows = np.flatnonzero(fold_of_row != fold)
         self.val_rows = np.flatnonzero(fold_of_row == fold)
-        self.source = BatchSource(data.train_images[self.train_rows], data.train_labels[self.train_rows],
+        self.source = BatchSource(data.train_rows(self.train_rows), data.train_labels[self.train_rows],
                                   recipe, device, aug)
-        self.config = run_config(model_name, fold, int(fold_of_row.max()) + 1, recipe, seed, device,
-                                 self.source.aug)
+        self.val_images = data.train_rows(self.val_rows)
+        self.val_labels = data.train_labels[self.val_rows]
+        self.config = {"model": model_name, "fold": fold, "recipe": recipe.name, "seed": seed,
+                       "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
+                       "threads": torch.get_num_threads(), "settings": as_dict(recipe),
+                       "step": asdict(scaled(recipe)), **(provenance or {}), "versions": versions(),
+                       "git_commit": artifacts.git_commit()}
+        self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
 
     def run(self) -> dict:
-        self.check_same_settings()
-        if (self.out / "done.json").exists():
-            print(f"{self.name} fold {self.fold}: finished earlier, skipped ({self.out / 'done.json'})")
-            return json.loads((self.out / "done.json").read_text())
-        self.out.mkdir(parents=True, exist_ok=True)
-        for stale in self.out.glob(".*.tmp"):  # left by a SIGKILL during an atomic write
-            stale.unlink()
-        atomic_write_text(self.out / "config.json", json.dumps(self.config, indent=2))
-        torch.manual_seed(epoch_seed(self.seed, self.fold, 0))  # the initial weights
-        model, kwargs, optimizer, scheduler, ema = build(self.name, self.recipe, self.source.steps, self.device)
-        state = self.resume(model, optimizer, scheduler, ema)
-        with tqdm(total=self.recipe.epochs, initial=state["epoch"], desc=f"{self.name} fold {self.fold} epochs",
-                  disable=not self.progress) as bar:
-            while not state["finished"]:
-                self.one_epoch(state, model, kwargs, optimizer, scheduler, ema)
-                bar.update(1)
-        return self.finish(kwargs)
+        with self.files.lock():
+            artifacts.check_same_run(self.files, self.config)
+            if self.files.is_done():
+                print(f"{self.name} fold {self.fold}: finished earlier, skipped ({self.files / DONE})")
+                return artifacts.read_done(self.files)
+            self.files.remove_stale_temps()
+            artifacts.write_config_once(self.files, self.config)
+            torch.manual_seed(epoch_seed(self.seed, self.fold, 0))  # the initial weights
+            self.parts = build(self.name, self.recipe, self.source.steps, self.device)
+            self.resume()
+            with tqdm(total=self.recipe.epochs, initial=self.progress.epoch, disable=not self.show_progress,
+                      desc=f"{self.name} fold {self.fold} epochs") as bar:
+                while not self.progress.finished:
+                    self.one_epoch()
+                    bar.update(1)
+            return self.finish()
 
-    def check_same_settings(self) -> None:
-        """A fold resumes, or counts as done, only with the settings it started with."""
-        old = self.out / "config.json"
-        if old.exists() and ((self.out / "state.pt").exists() or (self.out / "done.json").exists()):
-            before = json.loads(old.read_text())
-            if (before["settings"], before["seed"]) != (self.config["settings"], self.config["seed"]):
-                changed = sorted(k for k in self.config["settings"]
-                                 if before["settings"].get(k) != self.config["settings"][k])
-                raise ValueError(f"{self.out} was started with other settings ({', '.join(changed) or 'seed'} "
-                                 f"differ). Run again with the same ones, or delete that folder to start over.")
-
-    def resume(self, model, optimizer, scheduler, ema) -> dict:
-        path = self.out / "state.pt"
+    def resume(self) -> None:
+        path = self.files / STATE
         if not path.exists():
-            return {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "log": [], "finished": False}
-        saved = torch.load(path, map_location=self.device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(saved["ema"])
-        print(f"{self.name} fold {self.fold}: resuming after epoch {saved['state']['epoch']}")
-        return saved["state"]
+            return
+        saved = artifacts.load_torch(path, "train this fold from scratch")
+        self.parts.model.load_state_dict(saved["model"])
+        self.parts.optimizer.load_state_dict(saved["optimizer"])
+        self.parts.scheduler.load_state_dict(saved["scheduler"])
+        if self.parts.ema is not None:
+            self.parts.ema.load_state_dict(saved["ema"])
+        self.best_weights = {k: v.to(self.device) for k, v in saved["best_weights"].items()}
+        self.progress = Progress(**saved["progress"])
+        print(f"{self.name} fold {self.fold}: resuming after epoch {self.progress.epoch}")
 
-    def one_epoch(self, state, model, kwargs, optimizer, scheduler, ema) -> None:
-        epoch, r = state["epoch"] + 1, self.recipe
+    def one_epoch(self) -> None:
+        p, r, parts = self.progress, self.recipe, self.parts
+        epoch = p.epoch + 1
         seed = epoch_seed(self.seed, self.fold, epoch)
         torch.manual_seed(seed)  # dropout
         np.random.seed(seed)  # timm's Mixup draws from numpy
-        mixup = (Mixup(mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, label_smoothing=r.label_smoothing,
-                       num_classes=7) if r.mixup or r.cutmix else None)
-        loss_fn = SoftTargetCrossEntropy() if mixup else torch.nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
-        stats = train_one_epoch(model, self.source, seed, optimizer, scheduler, loss_fn, ema, mixup, r.clip_grad,
-                                start_step=(epoch - 1) * self.source.steps,
-                                desc=f"{self.name} f{self.fold} e{epoch}/{r.epochs}", progress=self.progress)
-        scheduler.step(epoch)
-        judged = ema.module if ema is not None else model
-        val_loss, val_acc = evaluate(judged, self.data.train_images[self.val_rows],
-                                     self.data.train_labels[self.val_rows], self.device)
-        lr = optimizer.param_groups[0]["lr"]
-        state["log"].append(dict(zip(LOG_COLUMNS, [epoch, stats.loss, stats.acc, val_loss, val_acc, lr,
-                                                   stats.seconds, stats.images_per_s])))
-        if val_acc > state["best_acc"]:
-            state.update(best_acc=val_acc, best_epoch=epoch)
-            save_torch({"model": self.name, "model_kwargs": kwargs, "state_dict": judged.state_dict(),
-                        "epoch": epoch, "val_acc": val_acc, "recipe": as_dict(r)}, self.out / "best.pt")
-        stale = epoch - state["best_epoch"]
-        state.update(epoch=epoch, finished=epoch >= r.epochs or bool(r.patience and stale >= r.patience))
-        atomic_write_text(self.out / "log.csv", pd.DataFrame(state["log"], columns=LOG_COLUMNS).to_csv(index=False))
-        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                    "state": state}, self.out / "state.pt")
+        stats = train_one_epoch(parts, self.source, seed, start_step=(epoch - 1) * self.source.steps,
+                                desc=f"{self.name} f{self.fold} e{epoch}/{r.epochs}", progress=self.show_progress)
+        parts.scheduler.step(epoch)
+        val_loss, val_acc = evaluate(parts.judged, self.val_images, self.val_labels, self.device)
+        lr = parts.optimizer.param_groups[0]["lr"]
+        p.log.append(dict(zip(LOG_COLUMNS, [epoch, stats.loss, stats.acc, val_loss, val_acc, lr,
+                                            stats.seconds, stats.images_per_s])))
+        if val_acc > p.best_acc:
+            p.best_acc, p.best_epoch = val_acc, epoch
+            self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
+        p.epoch = epoch
+        p.finished = epoch >= r.epochs or bool(r.patience and epoch - p.best_epoch >= r.patience)
+        atomic_write_text(self.files / LOG, pd.DataFrame(p.log, columns=LOG_COLUMNS).to_csv(index=False))
+        if p.finished or time.monotonic() - self.saved_at >= self.checkpoint_every:
+            self.checkpoint()
         tqdm.write(f"{self.name} fold {self.fold} epoch {epoch}/{r.epochs}: loss {stats.loss:.4f} "
                    f"train_acc {stats.acc:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} lr {lr:.2e} "
-                   f"{stats.seconds:.1f}s {stats.images_per_s:.0f} img/s" + (" *" if state["best_epoch"] == epoch else ""))
+                   f"{stats.seconds:.1f}s {stats.images_per_s:.0f} img/s" + (" *" if p.best_epoch == epoch else ""))
         sys.stdout.flush()
 
-    def finish(self, kwargs) -> dict:
-        """Best weights -> OOF and test logits (plain and TTA), clean train accuracy, then done.json."""
-        best = torch.load(self.out / "best.pt", map_location=self.device, weights_only=False)
-        model = timm.create_model(self.name, num_classes=7, in_chans=1, **kwargs)
-        model.load_state_dict(best["state_dict"])
+    def checkpoint(self) -> None:
+        parts = self.parts
+        artifacts.save_torch({"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+                              "scheduler": parts.scheduler.state_dict(),
+                              "ema": parts.ema.state_dict() if parts.ema is not None else None,
+                              "best_weights": self.best_weights, "progress": asdict(self.progress)},
+                             self.files / STATE)
+        self.saved_at = time.monotonic()
+
+    def finish(self) -> dict:
+        """Best weights -> best.pt, OOF and test logits (plain and TTA), clean train accuracy, then done.json."""
+        p = self.progress
+        model = create_model(self.name, self.recipe.drop_rate)
+        model.load_state_dict(self.best_weights)
         model = model.to(self.device, memory_format=torch.channels_last)
-        run = lambda images, tta: infer(model, images, tta, device=self.device,  # noqa: E731
-                                        autocast=autocast_for(self.device))
-        val_images, val_labels = self.data.train_images[self.val_rows], self.data.train_labels[self.val_rows]
-        oof, oof_plain = run(val_images, self.recipe.tta), run(val_images, 0)
-        save_npz(self.out / "oof.npz", rows=self.val_rows, labels=val_labels, logits=oof, logits_plain=oof_plain)
-        save_npz(self.out / "test.npz", logits=run(self.data.test_images, self.recipe.tta),
-                 logits_plain=run(self.data.test_images, 0))
-        train_logits = run(self.data.train_images[self.train_rows], 0)
-        log = pd.read_csv(self.out / "log.csv")
-        done = {"best_epoch": int(best["epoch"]), "epochs_run": int(log["epoch"].max()),
-                "val_acc": float((oof.argmax(1) == val_labels).mean()),
-                "val_acc_plain": float((oof_plain.argmax(1) == val_labels).mean()),
-                "train_acc": float((train_logits.argmax(1) == self.data.train_labels[self.train_rows]).mean()),
-                "seconds": float(log["seconds"].sum()), "images_per_s": float(log["images_per_s"].mean())}
-        atomic_write_text(self.out / "done.json", json.dumps(done, indent=2))
+        artifacts.save_torch({"model": self.name, "drop_rate": self.recipe.drop_rate, "state_dict": self.best_weights,
+                              "epoch": p.best_epoch, "val_acc": p.best_acc, "recipe": as_dict(self.recipe)},
+                             self.files / BEST)
+        run = lambda images, tta: infer(model, images, tta, device=self.device)  # noqa: E731
+        oof, oof_plain = run(self.val_images, self.recipe.tta), run(self.val_images, 0)
+        artifacts.save_npz(self.files / OOF, rows=self.val_rows, labels=self.val_labels, logits=oof,
+                           logits_plain=oof_plain)
+        artifacts.save_npz(self.files / TEST, logits=run(self.data.test_images, self.recipe.tta),
+                           logits_plain=run(self.data.test_images, 0))
+        sample = np.sort(np.random.default_rng(self.fold).permutation(len(self.train_rows))[:TRAIN_ACC_ROWS])
+        train_logits = run(self.data.train_rows(self.train_rows[sample]), 0)
+        done = {"best_epoch": p.best_epoch, "epochs_run": p.epoch,
+                "val_acc": float((oof.argmax(1) == self.val_labels).mean()),
+                "val_acc_plain": float((oof_plain.argmax(1) == self.val_labels).mean()),
+                "train_acc": float((train_logits.argmax(1) == self.data.train_labels[self.train_rows[sample]]).mean()),
+                "train_acc_rows": len(sample),
+                "seconds": float(sum(row["seconds"] for row in p.log)),
+                "images_per_s": float(np.mean([row["images_per_s"] for row in p.log]))}
+        atomic_write_text(self.files / DONE, json.dumps(done, indent=2))
         print(f"{self.name} fold {self.fold}: best epoch {done['best_epoch']}, val_acc {done['val_acc']:.4f} "
               f"(no TTA {done['val_acc_plain']:.4f}), clean train_acc {done['train_acc']:.4f}")
         return done
 
 
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise SystemExit("error: --device cuda, but no CUDA device is available (use --device cpu).")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+# ---------------------------------------------------------------- jobs
+
+def parse_models(spec: str) -> list[str]:
+    """'all', our names, or timm names (checked by building each once, on the CPU)."""
+    names = list(models.MODEL_NAMES) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    for name in names:
+        if name not in models.MODEL_NAMES:
+            create_model(name)  # raises SettingsError saying why it can't be used
+    return list(dict.fromkeys(names))
+
+
+def plan_jobs(names: list[str], fold_spec: str, k: int) -> list[tuple[str, int]]:
+    try:
+        folds = list(range(k)) if fold_spec == "all" else [int(f) for f in fold_spec.split(",")]
+    except ValueError:
+        raise SettingsError(f"--folds {fold_spec!r}: expected a comma list of fold numbers, or all") from None
+    bad = [f for f in folds if not 0 <= f < k]
+    if bad:
+        raise SettingsError(f"fold {bad} out of range: folds/folds.csv has folds 0..{k - 1}")
+    return list(dict.fromkeys((n, f) for n in names for f in folds))  # --folds 0,0 trains fold 0 once
+
+
+def deal(jobs: list[tuple[str, int]], costs: dict, world: int) -> list[list[tuple[str, int]]]:
+    """Longest job first to the least loaded process (LPT): the processes end close together."""
+    shares, loads = [[] for _ in range(world)], [0.0] * world
+    for job in sorted(jobs, key=lambda j: -costs[j]):
+        least = loads.index(min(loads))
+        shares[least].append(job)
+        loads[least] += costs[job]
+    return shares
+
+
+def job_costs(jobs, recipes: dict[str, Recipe], device_type: str) -> dict:
+    table = IMAGE_COST[device_type]
+    return {(n, f): recipes[n].epochs * table.get(n, max(table.values())) for n, f in jobs}
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help=f"one of {', '.join(models.MODEL_NAMES)}, a comma list, or all")
+    p.add_argument("--model", required=True,
+                   help=f"one of {', '.join(models.MODEL_NAMES)}, any timm architecture, a comma list, or all")
     p.add_argument("--folds", default="all", help="comma list of fold indices, or all")
-    p.add_argument("--recipe", default="strong", choices=["seed", "strong", "quick"])
+    p.add_argument("--recipe", default="strong", choices=sorted(RECIPES))
     p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe knob")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -231,51 +260,39 @@ def parse_args(argv):
                    help="augmentation path: auto = tensor on CUDA, albumentations on CPU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads per process; 0 = the cores shared out among the processes")
+                   help="CPU threads per process; 0 = the cores shared out among this machine's processes")
+    p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                   help="write state.pt at most this often (and at the end); 0 = after every epoch")
     return p.parse_args(argv)
 
 
-def plan_jobs(args, k: int) -> list[tuple[str, int]]:
-    names = list(models.MODEL_NAMES) if args.model == "all" else args.model.split(",")
-    unknown = [n for n in names if n not in models.MODEL_NAMES]
-    if unknown:
-        raise ValueError(f"unknown model {unknown}; choose from {', '.join(models.MODEL_NAMES)} or all")
-    folds = list(range(k)) if args.folds == "all" else [int(f) for f in args.folds.split(",")]
-    bad = [f for f in folds if not 0 <= f < k]
-    if bad:
-        raise ValueError(f"fold {bad} out of range: folds/folds.csv has folds 0..{k - 1}")
-    return [(n, f) for n in names for f in folds]
+def _main(argv=None) -> int:
+    args = parse_args(argv)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    overrides = parse_overrides(args.set) | ({"epochs": args.epochs} if args.epochs else {})
+    device = pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
+    names = parse_models(args.model)
+    data = load_dataset()
+    fold_of_row = load_folds(len(data.train_labels))
+    k = int(fold_of_row.max()) + 1
+    jobs = plan_jobs(names, args.folds, k)
+    recipes = {n: get_recipe(args.recipe, n, overrides, device.type) for n in names}
+    mine = deal(jobs, job_costs(jobs, recipes, device.type), world)[rank]
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
+    provenance = {"k": k, "folds_sha1": artifacts.folds_sha1(),
+                  "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images)}
+    resident = Resident.place(data, device, args.aug)
+    start = time.perf_counter()
+    for name, fold in mine:
+        FoldRun(name, fold, resident, fold_of_row, recipes[name], args.seed, device, args.aug,
+                sys.stderr.isatty(), args.checkpoint_every, provenance).run()
+    print(f"rank {rank}: {len(mine)} job(s) done in {time.perf_counter() - start:.0f} s")
+    return 0
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    try:
-        overrides = parse_overrides(args.set) | ({"epochs": args.epochs} if args.epochs else {})
-        data = load_dataset()
-        fold_of_row = load_folds(len(data.train_labels))
-        jobs = plan_jobs(args, int(fold_of_row.max()) + 1)
-        recipes = {n: get_recipe(args.recipe, n, overrides) for n in {n for n, _ in jobs}}
-    except (DataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    device = pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
-    if world > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
-    progress = sys.stderr.isatty()
-    start = time.perf_counter()
-    for name, fold in jobs[rank::world]:
-        try:
-            FoldRun(name, fold, data, fold_of_row, recipes[name], args.seed, device, args.aug, progress).run()
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    print(f"rank {rank}: {len(jobs[rank::world])} job(s) done in {time.perf_counter() - start:.0f} s")
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return 0
+    return run_command(_main, argv)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from torch import nn
 from timm.layers import to_2tuple
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from models.fer import fer_cfg
+
 
 def conv_stage(in_chs: int, out_chs: int) -> nn.Sequential:
     """Conv3x3 (same padding) -> ReLU -> MaxPool2: halves height and width."""
@@ -64,16 +66,9 @@ class BaselineCnn(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _cfg(**kwargs):
-    return {
-        'num_classes': 7, 'input_size': (1, 48, 48), 'pool_size': None, 'fixed_input_size': True,
-        'mean': (0.5,), 'std': (0.25,), 'first_conv': 'features.0.0', 'classifier': 'fc', **kwargs,
-    }
-
-
 # Must sit above the register functions: timm reads it at registration, else 1000 classes and 3 channels.
 default_cfgs = generate_default_cfgs({
-    'baseline_cnn': _cfg(),
+    'baseline_cnn': fer_cfg(first_conv='features.0.0', classifier='fc'),
 })
 
 

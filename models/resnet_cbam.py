@@ -17,6 +17,8 @@ from torch import nn
 
 from timm.layers import ClassifierHead, create_attn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from models.fer import fer_cfg
 from timm.models.resnet import BasicBlock, downsample_conv
 
 
@@ -96,17 +98,12 @@ class ResNetCbam(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _cfg(**kwargs):
-    return {
-        'num_classes': 7, 'input_size': (1, 48, 48), 'pool_size': (2, 2),
-        'mean': (0.5,), 'std': (0.25,), 'first_conv': 'stem.0', 'classifier': 'head.fc', **kwargs,
-    }
-
-
 # Must sit above the register functions: timm reads it at registration, else 1000 classes and 3 channels.
 default_cfgs = generate_default_cfgs({
-    'resnet_cbam': _cfg(),
-    'resnet_cbam48': _cfg(pool_size=(6, 6)),
+    'resnet_cbam': fer_cfg(first_conv='stem.0', classifier='head.fc', pool_size=(2, 2),
+                           fixed_input_size=False),
+    'resnet_cbam48': fer_cfg(first_conv='stem.0', classifier='head.fc', pool_size=(6, 6),
+                             fixed_input_size=False),
 })
 
 

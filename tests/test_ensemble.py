@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy.special import softmax
 
-from competition import data, ensemble, paths
+from competition import artifacts, blending, data, ensemble, paths
+from competition.errors import SettingsError
 from competition.submission import validate_submission
 from tests.fake_runs import make_fold_run, make_run
 
@@ -26,14 +27,14 @@ def test_blend_on_a_tiny_case_matches_numpy():
     a = np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
     b = np.array([[3.0, 0.0, 1.0], [2.0, 1.0, 0.0]])
     w = np.array([0.25, 0.75])
-    assert np.allclose(ensemble.blend([a, b], w, "logits"), [[2.5, 0.5, 0.75], [1.5, 0.75, 0.75]])
+    assert np.allclose(blending.blend([a, b], w, "logits"), [[2.5, 0.5, 0.75], [1.5, 0.75, 0.75]])
     probs = 0.25 * np.exp(a) / np.exp(a).sum(1, keepdims=True) + 0.75 * np.exp(b) / np.exp(b).sum(1, keepdims=True)
-    assert np.allclose(ensemble.blend([a, b], w, "probs"), np.log(probs))
+    assert np.allclose(blending.blend([a, b], w, "probs"), np.log(probs))
 
 
 def test_model_logits_are_the_fold_mean_and_oof_is_sorted(tmp_path):
     make_run(tmp_path)
-    m = ensemble.load_model("bn_cnn")
+    m = artifacts.load_model("bn_cnn")
     assert m.folds == [0, 1, 2]
     per_fold = fold_test_logits("bn_cnn")
     assert np.allclose(m.test_logits, (per_fold[0] + per_fold[1] + per_fold[2]) / 3)
@@ -46,25 +47,25 @@ def test_model_logits_are_the_fold_mean_and_oof_is_sorted(tmp_path):
 
 def test_combine_is_the_weighted_mean_of_model_logits(tmp_path):
     make_run(tmp_path)
-    a, b = ensemble.load_model("baseline_cnn"), ensemble.load_model("bn_cnn")
-    oof, test = ensemble.combine([a, b], np.array([0.3, 0.7]), "logits")
+    a, b = artifacts.load_model("baseline_cnn"), artifacts.load_model("bn_cnn")
+    oof, test = blending.combine([a, b], np.array([0.3, 0.7]), "logits")
     assert np.allclose(test, 0.3 * a.test_logits + 0.7 * b.test_logits, atol=1e-6)  # float32 inputs
     assert np.allclose(oof, 0.3 * a.oof_logits + 0.7 * b.oof_logits, atol=1e-6)
-    _, test_probs = ensemble.combine([a, b], np.array([0.3, 0.7]), "probs")
+    _, test_probs = blending.combine([a, b], np.array([0.3, 0.7]), "probs")
     mixed = 0.3 * softmax(a.test_logits.astype(float), 1) + 0.7 * softmax(b.test_logits.astype(float), 1)
     assert np.allclose(np.exp(test_probs), mixed, atol=1e-9)
 
 
 def test_every_fold_contributes(tmp_path):
     make_run(tmp_path)
-    before = ensemble.load_model("bn_cnn").test_logits
+    before = artifacts.load_model("bn_cnn").test_logits
     for fold in range(3):
         path = paths.fold_dir("bn_cnn", fold) / "test.npz"
         saved = dict(np.load(path))
         changed = saved["logits"].copy()
         changed[5, 2] += 3.0
         np.savez(path, logits=changed, logits_plain=saved["logits_plain"])
-        after = ensemble.load_model("bn_cnn").test_logits
+        after = artifacts.load_model("bn_cnn").test_logits
         np.savez(path, **saved)
         diff = after - before
         assert diff[5, 2] == pytest.approx(1.0, abs=1e-5)  # 3.0 / 3 folds
@@ -73,32 +74,32 @@ def test_every_fold_contributes(tmp_path):
 
 def test_accuracy_ignores_unknown_labels_and_says_none_when_all_unknown():
     logits = np.eye(7)[[0, 1, 2, 3]]
-    assert ensemble.accuracy(logits, np.array([0, 1, 5, -1])) == pytest.approx(2 / 3)
-    assert ensemble.accuracy(logits, np.full(4, -1)) is None
+    assert blending.accuracy(logits, np.array([0, 1, 5, -1])) == pytest.approx(2 / 3)
+    assert blending.accuracy(logits, np.full(4, -1)) is None
 
 
 def test_a_missing_fold_is_refused_unless_allowed(tmp_path, capsys):
     make_run(tmp_path)
     (paths.fold_dir("bn_cnn", 1) / "done.json").unlink()
-    with pytest.raises(ValueError, match=r"bn_cnn: fold\(s\) \[1\] of 3 .*--allow-missing"):
-        ensemble.load_model("bn_cnn")
+    with pytest.raises(SettingsError, match=r"bn_cnn: fold\(s\) \[1\] of 3 .*--allow-missing"):
+        artifacts.load_model("bn_cnn")
     assert ensemble.main([]) == 2
     assert "fold(s) [1] of 3" in capsys.readouterr().err
     assert not (paths.submissions_dir() / "submission.csv").exists()
 
-    m = ensemble.load_model("bn_cnn", allow_missing=True)
+    m = artifacts.load_model("bn_cnn", allow_missing=True)
     assert m.folds == [0, 2] and sorted(m.done) == [0, 2]
     assert np.array_equal(m.oof_rows, np.flatnonzero(np.arange(140) % 3 != 1))
     assert np.allclose(m.test_logits, np.mean([fold_test_logits("bn_cnn")[f] for f in (0, 2)], axis=0))
-    rows, _, _ = ensemble.common_oof([ensemble.load_model("baseline_cnn"), m])
+    rows, _, _ = blending.common_oof([artifacts.load_model("baseline_cnn"), m])
     assert np.array_equal(rows, m.oof_rows)  # the ensemble's OOF: rows both models predicted
 
     assert ensemble.main(["--allow-missing", "--weights", "oof"]) == 0
     assert "in: bn_cnn fold2" in capsys.readouterr().out
     for fold in range(3):
         (paths.fold_dir("bn_cnn", fold) / "done.json").unlink(missing_ok=True)
-    with pytest.raises(ValueError, match="no finished fold"):
-        ensemble.load_model("bn_cnn", allow_missing=True)
+    with pytest.raises(SettingsError, match="no finished fold"):
+        artifacts.load_model("bn_cnn", allow_missing=True)
 
 
 def test_a_model_perfect_on_test_but_bad_on_oof_gets_no_weight(tmp_path):
@@ -107,10 +108,10 @@ def test_a_model_perfect_on_test_but_bad_on_oof_gets_no_weight(tmp_path):
         out = make_fold_run(fd, fold_of_row, "oracle", fold, accuracy=0.0)
         oracle = 10 * np.eye(7, dtype=np.float32)[fd.test_labels]
         np.savez(out / "test.npz", logits=oracle, logits_plain=oracle)
-    models = [ensemble.load_model("good"), ensemble.load_model("oracle")]
-    assert ensemble.accuracy(models[1].test_logits, fd.test_labels) == 1.0
-    for average in ensemble.AVERAGES:
-        weights = ensemble.fit_weights(models, average)
+    models = [artifacts.load_model("good"), artifacts.load_model("oracle")]
+    assert blending.accuracy(models[1].test_logits, fd.test_labels) == 1.0
+    for average in blending.AVERAGES:
+        weights = blending.fit_weights(models, average)
         assert weights.sum() == pytest.approx(1.0) and (weights >= 0).all()
         assert weights[1] < 0.05, (average, weights)
 

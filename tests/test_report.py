@@ -288,7 +288,7 @@ def hooked_macs(name: str) -> int:
 
 @pytest.mark.parametrize("name", ["baseline_cnn", "bn_cnn"])
 def test_macs_and_parameters(name):
-    params, macs = report.count_macs(name)
+    params, macs = report.size_of(name)
     assert macs == hooked_macs(name) > 0
     assert params == sum(p.numel() for p in timm.create_model(name, num_classes=7, in_chans=1).parameters())
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from competition import folds, paths, train_folds
+from competition.errors import SettingsError
 from competition.recipes import get_recipe, parse_overrides
 from tests.conftest import REPO
 from tests.fake_runs import make_dataset
 
-FAST = ["--set", "batch_size=16", "--threads", "1"]
+FAST = ["--set", "batch_size=16", "--threads", "1", "--checkpoint-every", "0"]
 
 
 @pytest.fixture
@@ -70,7 +71,8 @@ def test_missing_data_and_missing_folds(tmp_path, capsys):
 
 
 def test_sigkill_mid_epoch_then_resume_gives_identical_logits(prepared, workdir):
-    args = ["--model", "bn_cnn", "--folds", "0", "--epochs", "3", "--set", "batch_size=8", "--threads", "1"]
+    args = ["--model", "bn_cnn", "--folds", "0", "--epochs", "3", "--set", "batch_size=8", "--threads", "1",
+            "--checkpoint-every", "0"]
     assert run_cli(*args).returncode == 0
     reference = {f: np.load(paths.fold_dir("bn_cnn", 0) / f"{f}.npz")["logits"] for f in ("oof", "test")}
     reference_log = (paths.fold_dir("bn_cnn", 0) / "log.csv").read_text()
@@ -107,11 +109,11 @@ def test_torchrun_spreads_jobs_over_two_cpu_processes(prepared):
 
 
 def test_recipes_and_overrides():
-    assert get_recipe("seed", "bn_cnn").sched == "step" and get_recipe("seed", "bn_cnn").patience > 0
-    assert get_recipe("seed", "resnet_cbam").lr != get_recipe("seed", "bn_cnn").lr
+    assert get_recipe("study", "bn_cnn").sched == "step" and get_recipe("study", "bn_cnn").patience > 0
+    assert get_recipe("study", "resnet_cbam").lr != get_recipe("study", "bn_cnn").lr
     assert get_recipe("strong", "bn_cnn", parse_overrides(["lr=0.01", "flip=false"])).lr == 0.01
     assert get_recipe("strong", "bn_cnn", parse_overrides(["flip=false"])).flip is False
-    with pytest.raises(ValueError, match="unknown recipe"):
+    with pytest.raises(SettingsError, match="unknown recipe"):
         get_recipe("weak", "bn_cnn")
 
 

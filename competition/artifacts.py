@@ -1,0 +1,259 @@
+"""A run's files on disk, with one owner: the fold folder's layout, k, which folds are finished, each model's
+fold logits, and the provenance that says whether a fold belongs to the current data and split.
+
+    folds/<model>/fold<k>/
+      config.json  written once, at the first start: the recipe, the seed, and the provenance (folds.csv hash,
+                   dataset fingerprint, k, augmentation path, git commit, device, package versions)
+      log.csv      epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds, images_per_s
+      state.pt     the full training state at the last checkpoint (model, optimizer, scheduler, EMA, the best
+                   epoch's weights, progress): what a killed run resumes from
+      best.pt      the best epoch's weights, self-describing (model name and kwargs inside)
+      oof.npz      rows, labels, logits (TTA), logits_plain: the held-out fold's predictions
+      test.npz     logits (TTA), logits_plain: every test row, in test.csv order
+      done.json    written last; a fold with done.json (and the same provenance) is finished
+      lock         held (fcntl) by the one process that trains this fold
+
+    from competition import artifacts
+    k = artifacts.fold_count(); artifacts.finished_folds("bn_cnn", k); artifacts.load_model("bn_cnn")
+"""
+import hashlib
+import json
+import pickle
+import subprocess
+import zipfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from competition import paths
+from competition.atomic import atomic_open, atomic_write_text, file_lock
+from competition.data import DataError, FerData
+from competition.errors import SettingsError
+
+CONFIG, LOG, STATE, BEST = "config.json", "log.csv", "state.pt", "best.pt"
+OOF, TEST, DONE, LOCK = "oof.npz", "test.npz", "done.json", "lock"
+LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
+PROVENANCE_KEYS = ("k", "folds_sha1", "data_sha1", "aug")  # a fold belongs to a run only if these match
+_UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError)  # what a truncated npz or pt raises
+
+
+@dataclass(frozen=True)
+class FoldFiles:
+    """The paths of one (model, fold)."""
+    model: str
+    fold: int
+
+    @property
+    def dir(self) -> Path:
+        return paths.fold_dir(self.model, self.fold)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.dir / name
+
+    def is_done(self) -> bool:
+        return (self / DONE).exists()
+
+    def lock(self):
+        """Exclusive for the whole fold run; a second process gets LockedError naming the holder."""
+        return file_lock(self / LOCK, blocking=False, what=f"{self.model} fold {self.fold}")
+
+    def remove_stale_temps(self) -> None:
+        """Temp files left by a SIGKILL during an atomic write (call only while holding the lock)."""
+        for stale in self.dir.glob(".*.tmp"):
+            stale.unlink()
+
+
+# ---------------------------------------------------------------- k and the split
+
+def fold_count() -> int:
+    """k, the number of folds in folds/folds.csv (read once per version of the file)."""
+    path = paths.folds_csv()
+    if not path.exists():
+        raise DataError(f"{path}: no folds file. Run `./run.sh folds`, then train, first.")
+    return _fold_count(str(path), path.stat().st_mtime_ns)
+
+
+@cache
+def _fold_count(path: str, mtime_ns: int) -> int:
+    import pandas as pd
+    return int(pd.read_csv(path, usecols=["fold"])["fold"].max()) + 1
+
+
+@cache
+def _sha1_of_file(path: str, mtime_ns: int) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def folds_sha1() -> str:
+    path = paths.folds_csv()
+    return _sha1_of_file(str(path), path.stat().st_mtime_ns)
+
+
+def data_sha1(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray) -> str:
+    """A fingerprint of the data a fold is trained and scored on (about 0.2 s for all of FER2013)."""
+    h = hashlib.sha1()
+    for array in (train_labels.astype(np.int64), train_images, test_images):
+        h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+# ---------------------------------------------------------------- provenance
+
+def check_same_run(files: FoldFiles, config: dict) -> None:
+    """A fold resumes, or counts as done, only with the settings, seed, split and data it started with.
+    The commit may differ (a code update resumes), and is then only noted."""
+    path = files / CONFIG
+    if not path.exists() or not ((files / STATE).exists() or files.is_done()):
+        return
+    before = json.loads(path.read_text())
+    differ = sorted(key for key in config["settings"] if before.get("settings", {}).get(key) != config["settings"][key])
+    differ += [key for key in ("seed", *PROVENANCE_KEYS) if before.get(key) != config.get(key)]
+    if differ:
+        what = {"k": "the number of folds", "folds_sha1": "folds/folds.csv", "data_sha1": "the dataset",
+                "aug": "the augmentation path"}
+        named = ", ".join(what.get(key, key) for key in differ)
+        raise SettingsError(f"{files.dir} was started with other settings or data ({named} differ). Run again "
+                            f"with the same ones, or delete that folder to train this fold from scratch.")
+    if before.get("git_commit") != config.get("git_commit"):
+        print(f"note: {files.dir} was started at commit {before.get('git_commit', '?')[:10]}, "
+              f"now {config.get('git_commit', '?')[:10]}; resuming with the same settings")
+
+
+def write_config_once(files: FoldFiles, config: dict) -> None:
+    """config.json records the first start; a resume keeps it."""
+    if not (files / CONFIG).exists() or not (files / STATE).exists():
+        atomic_write_text(files / CONFIG, json.dumps(config, indent=2))
+
+
+# ---------------------------------------------------------------- reading and writing
+
+def save_torch(obj, path: Path) -> None:
+    with atomic_open(path) as f:
+        torch.save(obj, f)
+
+
+def load_torch(path: Path, what: str) -> dict:
+    """torch.load with weights_only=True; a damaged file is a user error that says what to do."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except _UNREADABLE + (pickle.UnpicklingError,) as err:
+        raise DataError(f"{path}: unreadable ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+                        f"Delete it to {what}.") from err
+
+
+def save_npz(path: Path, **arrays) -> None:
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as z:
+            return {name: z[name] for name in z.files}
+    except _UNREADABLE + (zipfile.BadZipFile,) as err:
+        raise DataError(f"{path}: unreadable ({type(err).__name__}). Delete that fold's done.json and run "
+                        f"`./run.sh train` again to rewrite it.") from err
+
+
+def read_done(files: FoldFiles) -> dict:
+    return json.loads((files / DONE).read_text())
+
+
+# ---------------------------------------------------------------- finished folds
+
+def finished_folds(model: str, k: int) -> list[int]:
+    return [f for f in range(k) if FoldFiles(model, f).is_done()]
+
+
+def available_models() -> list[str]:
+    """Every model folder under folds/ with at least one finished fold."""
+    if not paths.folds_dir().is_dir():
+        return []
+    k = fold_count()
+    return sorted(d.name for d in paths.folds_dir().iterdir() if d.is_dir() and finished_folds(d.name, k))
+
+
+@dataclass
+class ModelLogits:
+    model: str
+    folds: list[int]  # the folds included
+    oof_rows: np.ndarray  # (n,) int64 Training rows (folds.csv `row`), sorted
+    oof_labels: np.ndarray  # (n,) int64
+    oof_logits: np.ndarray  # (n, 7) with TTA
+    oof_logits_plain: np.ndarray  # (n, 7) without TTA
+    test_logits: np.ndarray  # (M, 7) mean over folds, with TTA
+    test_logits_plain: np.ndarray  # (M, 7) mean over folds, without TTA
+    test_logits_per_fold: np.ndarray  # (F, M, 7) with TTA
+    fold_val_acc: dict[int, float]
+    done: dict[int, dict]  # each fold's done.json
+
+
+def _finite(array: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if not np.isfinite(array).all():
+        raise DataError(f"{path}: {key} holds NaN or inf (the run diverged). Retrain that fold with a lower lr: "
+                        f"delete {path.parent} and run `./run.sh train` again.")
+    return array
+
+
+def _fold_logits(files: FoldFiles, fold_of_row: np.ndarray | None) -> tuple[dict, dict]:
+    oof, test = read_npz(files / OOF), read_npz(files / TEST)
+    for name, arrays in ((OOF, oof), (TEST, test)):
+        for key in ("logits", "logits_plain"):
+            _finite(arrays[key], files / name, key)
+    if fold_of_row is not None and not np.array_equal(np.sort(oof["rows"]), np.flatnonzero(fold_of_row == files.fold)):
+        raise SettingsError(f"{files / OOF}: its rows are not fold {files.fold} of the current folds/folds.csv "
+                            f"(the split changed after training). Delete {files.dir.parent} and train again.")
+    return oof, test
+
+
+def load_model(model: str, allow_missing: bool = False, fold_of_row: np.ndarray | None = None) -> ModelLogits:
+    """The finished folds of `model`; refuses unfinished folds unless allow_missing (then needs at least one).
+    With fold_of_row (the current split), each fold's OOF rows must be exactly that fold's rows."""
+    k = fold_count()
+    folds = finished_folds(model, k)
+    missing = sorted(set(range(k)) - set(folds))
+    where = paths.folds_dir() / model
+    if not folds:
+        raise SettingsError(f"{model}: no finished fold (no done.json under {where}). "
+                            f"Train it: ./run.sh train --model {model}")
+    if missing and not allow_missing:
+        raise SettingsError(f"{model}: fold(s) {missing} of {k} are not finished (no done.json in {where}/fold<k>). "
+                            f"Finish them (./run.sh train --model {model} resumes), or pass --allow-missing to use "
+                            f"fold(s) {folds} only.")
+    loaded = [_fold_logits(FoldFiles(model, f), fold_of_row) for f in folds]
+    oof, test = [o for o, _ in loaded], [t for _, t in loaded]
+    if len({t["logits"].shape for t in test}) > 1:
+        raise SettingsError(f"{model}: folds {folds} have test logits of different shapes "
+                            f"{[t['logits'].shape for t in test]}; were they trained on different data?")
+    rows = np.concatenate([o["rows"] for o in oof]).astype(np.int64)
+    if len(np.unique(rows)) != len(rows):
+        raise SettingsError(f"{model}: folds {folds} share OOF rows; folds.csv changed after training. Train again.")
+    order = np.argsort(rows)
+    stack = lambda key: np.concatenate([o[key] for o in oof])[order]  # noqa: E731
+    per_fold = np.stack([t["logits"] for t in test])
+    done = {f: read_done(FoldFiles(model, f)) for f in folds}
+    return ModelLogits(model, folds, rows[order], stack("labels").astype(np.int64), stack("logits"),
+                       stack("logits_plain"), per_fold.mean(0), np.stack([t["logits_plain"] for t in test]).mean(0),
+                       per_fold, {f: float(d["val_acc"]) for f, d in done.items()}, done)
+
+
+def check_against(model: ModelLogits, data: FerData) -> None:
+    """Refuse logits that were not made from this dataset (other test rows, other Training labels)."""
+    if len(model.test_logits) != len(data.test_labels):
+        raise SettingsError(f"{model.model}: {len(model.test_logits)} test rows of logits, the dataset has "
+                            f"{len(data.test_labels)}. Train again on the current data.")
+    if model.oof_rows.max() >= len(data.train_labels) or \
+            not np.array_equal(model.oof_labels, data.train_labels[model.oof_rows]):
+        raise SettingsError(f"{model.model}: OOF rows and labels do not match the dataset's Training rows. "
+                            f"Train again on the current data.")

@@ -1,0 +1,84 @@
+"""Combining models' fold logits: OOF-fitted weights, weighted blends, and the scores of a blend.
+
+The weights are fitted on out-of-fold logits and Training labels only (ModelLogits carries no test labels),
+so test labels cannot leak into them. Used by the ensemble command and the report.
+
+    from competition import artifacts, blending
+    models = [artifacts.load_model(n) for n in ("bn_cnn", "resnet_cbam48")]
+    weights = blending.fit_weights(models); oof, test = blending.combine(models, weights)
+"""
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import log_softmax, softmax
+
+from competition.artifacts import ModelLogits
+from competition.data import FerData
+from competition.errors import SettingsError, UserError
+
+AVERAGES = ("logits", "probs")
+
+
+class FitError(UserError):
+    """The weight fit did not converge; the message says what to use instead."""
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
+    """Accuracy over rows with a known label (>= 0); None when no label is known."""
+    known = labels >= 0
+    return float((logits[known].argmax(1) == labels[known]).mean()) if known.any() else None
+
+
+def common_oof(models: list[ModelLogits]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(rows, labels, per-model OOF logits) over the Training rows that every model predicted."""
+    rows = models[0].oof_rows
+    for m in models[1:]:
+        rows = np.intersect1d(rows, m.oof_rows)
+    if len(rows) == 0:
+        raise SettingsError(f"models {[m.model for m in models]} share no OOF rows (their folds do not overlap).")
+    picks = [np.searchsorted(m.oof_rows, rows) for m in models]
+    return rows, models[0].oof_labels[picks[0]], [m.oof_logits[p] for m, p in zip(models, picks)]
+
+
+def blend(logits: list[np.ndarray], weights: np.ndarray, average: str) -> np.ndarray:
+    """Weighted mean of logits, or log of the weighted mean of softmax probabilities."""
+    if average not in AVERAGES:
+        raise SettingsError(f"average must be one of {AVERAGES}, got {average!r}")
+    stack = np.stack(logits).astype(np.float64)
+    if average == "logits":
+        return np.tensordot(weights, stack, axes=1)
+    return np.log(np.tensordot(weights, softmax(stack, axis=-1), axes=1) + 1e-12)
+
+
+def _fit_on_oof(oof_logits: list[np.ndarray], oof_labels: np.ndarray, average: str) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise OOF log loss (SLSQP from equal weights)."""
+    n = len(oof_logits)
+    if n == 1:
+        return np.ones(1)
+    pick = (np.arange(len(oof_labels)), oof_labels)
+    loss = lambda w: -log_softmax(blend(oof_logits, w, average), axis=-1)[pick].mean()
+    result = minimize(loss, np.full(n, 1 / n), method="SLSQP", bounds=[(0, 1)] * n,
+                      constraints={"type": "eq", "fun": lambda w: w.sum() - 1})
+    if not result.success or not np.isfinite(result.x).all():
+        raise FitError(f"fitting the ensemble weights on OOF log loss failed ({result.message}). "
+                       f"Use --weights equal, or check the models' OOF logits.")
+    weights = np.clip(result.x, 0, None)
+    return weights / weights.sum()
+
+
+def fit_weights(models: list[ModelLogits], average: str = "logits") -> np.ndarray:
+    """Weights fitted on OOF predictions only (ModelLogits carries no test labels), on rows common to all."""
+    _, labels, logits = common_oof(models)
+    return _fit_on_oof(logits, labels, average)
+
+
+def combine(models: list[ModelLogits], weights: np.ndarray, average: str = "logits"):
+    """(OOF logits over common_oof's rows, test logits): the weighted ensemble; log-probs when average='probs'."""
+    _, _, oof = common_oof(models)
+    return blend(oof, weights, average), blend([m.test_logits for m in models], weights, average)
+
+
+def score(oof_logits, oof_labels, test_logits, data: FerData) -> dict[str, float | None]:
+    """OOF accuracy, and PublicTest / PrivateTest accuracy where labels are known (else None)."""
+    return {"oof": accuracy(oof_logits, oof_labels),
+            "public": accuracy(test_logits[data.public], data.test_labels[data.public]),
+            "private": accuracy(test_logits[data.private], data.test_labels[data.private])}
