@@ -11,6 +11,7 @@ cost: two on a 2-core CPU, and --jobs-per-gpu (4) on each GPU, because one proce
 the GPU idle between steps and four side by side kept an H200 98-100% busy (shared/notes/gpu-device.md).
 """
 import argparse
+import csv
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from competition import artifacts, download, ensemble, folds, paths, report
+from competition.blending import accuracy
 from competition.device import wants_cuda
 from competition.errors import run_command
 from models import STUDY_MODELS
@@ -67,16 +69,25 @@ def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: in
     return subprocess.run([*launcher, *args], cwd=paths.REPO, env=os.environ | {"OMP_NUM_THREADS": "1"}).returncode
 
 
-def speed_table(models: list[str]) -> str:
-    lines = [f"{'model':14s} {'folds':>5s} {'epochs':>6s} {'train img/s':>11s} {'train s':>8s} {'val acc':>8s}"]
+def summary_table(models: list[str], wall_s: float) -> str:
+    """One table: per architecture folds done, epochs, img/s, training seconds and OOF accuracy (TTA, over
+    its finished folds); then the ensemble's OOF and PublicTest from the leaderboard row just written."""
+    lines = [f"{'model':14s} {'folds':>5s} {'epochs':>6s} {'train img/s':>11s} {'train s':>8s} {'OOF':>7s}"]
     for name in models:
-        done = [artifacts.read_done(artifacts.FoldFiles(name, f))
-                for f in artifacts.finished_folds(name, artifacts.fold_count())]
-        if done:
-            lines.append(f"{name:14s} {len(done):5d} {sum(d['epochs_run'] for d in done):6d} "
-                         f"{sum(d['images_per_s'] for d in done) / len(done):11.0f} "
-                         f"{sum(d['seconds'] for d in done):8.0f} "
-                         f"{sum(d['val_acc'] for d in done) / len(done):8.4f}")
+        folds = artifacts.finished_folds(name, artifacts.fold_count())
+        if not folds:
+            lines.append(f"{name:14s} {0:5d}   (no finished fold)")
+            continue
+        ml = artifacts.load_model(name, allow_missing=True)
+        done = list(ml.done.values())
+        lines.append(f"{name:14s} {len(done):5d} {sum(d['epochs_run'] for d in done):6d} "
+                     f"{sum(d['images_per_s'] for d in done) / len(done):11.0f} "
+                     f"{sum(d['seconds'] for d in done):8.0f} {accuracy(ml.oof_logits, ml.oof_labels):7.4f}")
+    board = paths.submissions_dir() / "leaderboard.csv"
+    if board.exists():
+        row = list(csv.DictReader(board.open()))[-1]
+        lines.append(f"ensemble ({row['models']}): OOF {row['oof']}, PublicTest {row['public']}")
+    lines.append(f"total wall time: {wall_s:.0f} s ({wall_s / 60:.1f} min)")
     return "\n".join(lines)
 
 
@@ -102,12 +113,12 @@ def _main(argv=None) -> int:
     step("folds", make_folds, args.k)
     step(f"train {','.join(models)} folds {fold_list} ({recipe} recipe)", train, models, fold_list, recipe,
          args.device, args.nproc or processes(args.device, args.jobs_per_gpu))
-    print(speed_table(models))
     ensemble_args = ["--models", ",".join(models), "--weights", "oof" if len(models) > 1 else "equal"]
     partial = [] if fold_list == "all" else ["--allow-missing"]
     step("ensemble", ensemble.main, ensemble_args + partial)
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
     step("report", report.main, ["--out", str(out), "--models", ",".join(models)] + partial)
+    print("\n" + summary_table(models, time.perf_counter() - start))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
     return 0
 

@@ -2,6 +2,9 @@
 
     .venv/bin/python -m pytest -q tests/test_ensemble.py
 """
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +13,7 @@ from scipy.special import softmax
 from competition import artifacts, blending, data, ensemble, paths
 from competition.errors import SettingsError
 from competition.submission import validate_submission
+from tests.conftest import REPO
 from tests.fake_runs import make_fold_run, make_run
 
 MODELS = ["baseline_cnn", "bn_cnn"]
@@ -163,3 +167,49 @@ def test_cli_refuses_logits_made_from_other_data_and_writes_nothing(tmp_path, ca
     assert ensemble.main(["--models", "bn_cnn"]) == 2
     assert "55 test rows of logits, the dataset has 56" in capsys.readouterr().err
     assert not paths.submissions_dir().exists()
+
+
+def test_nan_or_inf_logits_are_refused_naming_the_file(tmp_path, capsys):
+    make_run(tmp_path)
+    path = paths.fold_dir("bn_cnn", 2) / "test.npz"
+    saved = dict(np.load(path))
+    saved["logits"][3, 1] = np.nan
+    np.savez(path, **saved)
+    assert ensemble.main(["--models", "bn_cnn"]) == 2
+    assert f"{path}: logits holds NaN or inf" in capsys.readouterr().err
+    assert not (paths.submissions_dir() / "submission.csv").exists()
+
+
+def test_oof_rows_must_be_the_fold_rows_of_the_current_split(tmp_path, capsys):
+    fd, fold_of_row = make_run(tmp_path)
+    pd.DataFrame({"row": np.arange(140), "label": fd.train_labels, "group": np.arange(140),
+                  "fold": (np.arange(140) + 1) % 3}).to_csv(paths.folds_csv(), index=False)  # a new split
+    assert ensemble.main(["--models", "bn_cnn"]) == 2
+    assert "are not fold 0 of the current folds/folds.csv" in capsys.readouterr().err
+
+
+def test_a_truncated_logits_file_is_named(tmp_path, capsys):
+    make_run(tmp_path)
+    path = paths.fold_dir("bn_cnn", 1) / "oof.npz"
+    path.write_bytes(path.read_bytes()[:200])
+    assert ensemble.main(["--models", "bn_cnn"]) == 2
+    assert f"{path}: unreadable" in capsys.readouterr().err
+
+
+def test_a_failed_weight_fit_is_said_not_ignored(tmp_path, capsys, monkeypatch):
+    make_run(tmp_path)
+
+    class Failed:
+        success, message, x = False, "Iteration limit reached", np.array([0.5, 0.5])
+    monkeypatch.setattr(blending, "minimize", lambda *a, **k: Failed())
+    assert ensemble.main(["--weights", "oof"]) == 2
+    err = capsys.readouterr().err
+    assert "Iteration limit reached" in err and "--weights equal" in err
+
+
+def test_concurrent_ensembles_keep_every_leaderboard_row(tmp_path):
+    make_run(tmp_path)
+    code = "import sys; from competition import ensemble; sys.exit(ensemble.main(['--models', 'bn_cnn']))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO) for _ in range(4)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    assert len(leaderboard()) == 4

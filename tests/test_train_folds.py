@@ -131,3 +131,61 @@ def test_tensor_augmentation_path_trains_too(prepared):
     assert train_folds.main(["--model", "baseline_cnn", "--folds", "2", "--epochs", "1", "--aug", "tensor", *FAST]) == 0
     out = paths.fold_dir("baseline_cnn", 2)
     assert json.loads((out / "config.json").read_text())["aug"] == "tensor" and (out / "done.json").exists()
+
+
+def test_a_locked_fold_is_refused_naming_the_holder(prepared, capsys):
+    from competition.artifacts import FoldFiles
+    with FoldFiles("baseline_cnn", 0).lock():  # as if another process were training it
+        assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--epochs", "1", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "baseline_cnn fold 0 is in use by" in err and f'"pid": {os.getpid()}' in err
+    assert not (paths.fold_dir("baseline_cnn", 0) / "state.pt").exists()  # nothing of it was touched
+
+
+def test_a_new_split_or_other_k_is_not_done_and_not_resumed(prepared, capsys):
+    args = ["--model", "baseline_cnn", "--folds", "0", "--epochs", "1", *FAST]
+    assert train_folds.main(args) == 0
+    config = (paths.fold_dir("baseline_cnn", 0) / "config.json").read_text()
+    assert train_folds.main(args) == 0 and "skipped" in capsys.readouterr().out
+    assert (paths.fold_dir("baseline_cnn", 0) / "config.json").read_text() == config  # written once
+    folds.main(["--k", "3", "--seed", "7"])  # the same k, another split: fold 0's rows changed
+    assert train_folds.main(args) == 2
+    assert "folds/folds.csv" in capsys.readouterr().err
+    folds.main(["--k", "5"])
+    assert train_folds.main(args) == 2
+    assert "the number of folds" in capsys.readouterr().err
+
+
+def test_sigkill_inside_finish_then_rerun_completes_the_same(prepared):
+    args = ["--model", "baseline_cnn", "--folds", "0", "--epochs", "2", *FAST]
+    assert run_cli(*args).returncode == 0
+    reference = np.load(paths.fold_dir("baseline_cnn", 0) / "test.npz")["logits"]
+    subprocess.run(["rm", "-rf", str(paths.fold_dir("baseline_cnn", 0))], check=True)
+    killer = ("import os, signal, sys; from competition import artifacts, train_folds; save = artifacts.save_npz\n"
+              "def dying(path, **arrays):\n"
+              "    if path.name == 'test.npz': os.kill(os.getpid(), signal.SIGKILL)\n"
+              "    save(path, **arrays)\n"
+              "artifacts.save_npz = dying; sys.exit(train_folds.main(sys.argv[1:]))")
+    killed = subprocess.run([sys.executable, "-c", killer, *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    out = paths.fold_dir("baseline_cnn", 0)
+    assert (out / "oof.npz").exists() and not (out / "test.npz").exists() and not (out / "done.json").exists()
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0 and "resuming after epoch 2" in rerun.stdout
+    assert np.array_equal(np.load(out / "test.npz")["logits"], reference)
+
+
+def test_a_corrupt_state_file_is_named_with_what_to_do(prepared, capsys):
+    out = paths.fold_dir("baseline_cnn", 0)
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--epochs", "1", *FAST]) == 0
+    (out / "done.json").unlink()
+    (out / "state.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--epochs", "1", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'state.pt'}: unreadable" in err and "Delete it" in err
+
+
+def test_any_timm_architecture_trains_a_fold(prepared):
+    assert train_folds.main(["--model", "resnet18", "--folds", "1", "--epochs", "1", *FAST]) == 0
+    assert (paths.fold_dir("resnet18", 1) / "done.json").exists()
