@@ -96,8 +96,14 @@ def erase_mask(b: int, p: float, rand, dev) -> torch.Tensor:
     return (in_y[:, :, None] & in_x[:, None, :] & on[:, None, None]).float()[:, None]
 
 
+TEN_CROP = 44  # side of the ten-crop views, px: 4 px less than the face, resized back to 48
+
+
 def tta_views(x: torch.Tensor, level: int) -> list[torch.Tensor]:
-    """Views of a normalised batch: level 0 the image, 1 + its mirror, 2 + shifts of 2 px of both."""
+    """Views of a normalised batch: level 0 the image, 1 + its mirror, 2 + shifts of 2 px of both (10 views),
+    3 ten-crop instead (10 views: `ten_crop` of the image, then of its mirror)."""
+    if level == 3:
+        return ten_crop(x) + ten_crop(torch.flip(x, dims=[3]))
     views = [x]
     if level >= 1:
         views.append(torch.flip(x, dims=[3]))
@@ -114,3 +120,17 @@ def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     padded = F.pad(x, (pad, pad, pad, pad), value=-MEAN / STD)
     h, w = x.shape[-2:]
     return padded[:, :, pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+
+
+def view_count(level: int) -> int:
+    """How many views tta_views makes at this level (what an inference pass costs, in forward passes)."""
+    return len(tta_views(torch.zeros(1, 1, S, S), level))
+
+
+def ten_crop(x: torch.Tensor, size: int = TEN_CROP) -> list[torch.Tensor]:
+    """Corner crops (top-left, top-right, bottom-left, bottom-right) and the centre crop of size x size, each
+    resized back to the batch's own size (bilinear), since some models need exactly 48x48."""
+    h, w = x.shape[-2:]
+    corners = ((0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2))
+    return [F.interpolate(x[:, :, top:top + size, left:left + size], size=(h, w), mode="bilinear",
+                          align_corners=False) for top, left in corners]

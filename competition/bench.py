@@ -159,13 +159,22 @@ def reference_epoch(model, loader, optimizer, loss_fn, device) -> tuple[int, flo
     return seen, time.perf_counter() - start
 
 
+def reference_pipeline(recipe):
+    """The same augmentation work as the harness's CPU path; None where albumentations is not installed (the
+    GPU machine): the reference then trains without augmentation, and the tables say so."""
+    try:
+        return albumentations_pipeline(recipe)
+    except ImportError:
+        return None
+
+
 def reference_train(name, images, labels, device, steps):
     """Images/s of the plain loop over `steps` batches of 128, and the trained fp32 contiguous model."""
     torch.set_num_threads(reference_threads())
     torch.manual_seed(0)
     recipe = get_recipe(RECIPE, name)
     bs = REFERENCE_BATCH
-    pipeline = albumentations_pipeline(recipe)  # the same augmentation work as the harness's CPU path
+    pipeline = reference_pipeline(recipe)
     loader = lambda n: DataLoader(ArrayDataset(images[:n * bs], labels[:n * bs], pipeline),  # noqa: E731
                                   batch_size=bs, shuffle=True)
     model = create_model(name).to(device)
@@ -279,6 +288,8 @@ def print_tables(names, results, ablation, device, described, n_test, argv, args
     print(f"data: {described}; training {args.steps} batches (harness {batch}, reference {REFERENCE_BATCH}) after "
           f"{WARMUP} warm-up, inference {n_test} rows with TTA {TTA} (image + mirror)")
     print(f"command: python -m competition.bench {shlex.join(argv)}".rstrip())
+    if reference_pipeline(harness_recipe(names[0], device)) is None:
+        print("note: albumentations is not installed here: the reference loop trains without augmentation")
     print()
     print("| model | train img/s harness | reference | ratio | TTA inference img/s harness | reference | ratio |"
           + (" ceiling img/s | harness / ceiling |" if ceiling else ""))

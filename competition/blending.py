@@ -1,21 +1,37 @@
-"""Combining models' fold logits: OOF-fitted weights, weighted blends, and the scores of a blend.
+"""Combining models' fold logits: OOF-fitted weights, weighted blends, a stacked combiner, and their scores.
 
-The weights are fitted on out-of-fold logits and Training labels only (ModelLogits carries no test labels),
-so test labels cannot leak into them. Used by the ensemble command and the report.
+Two combiners, both fitted on out-of-fold logits and Training labels only (ModelLogits carries no test
+labels), so test labels cannot leak into them. Used by the ensemble command and the report.
+  average  a weighted mean of the models' logits or probabilities (fit_weights, combine)
+  stack    a multinomial logistic regression on the models' OOF logits side by side, (n, 7 x models)
+           (stack): it can learn that one model is to be trusted on one class only. Its own OOF
+           predictions come from cross_val_predict over the OOF rows (STACK_FOLDS stratified folds), so its
+           OOF score is as honest as the average's; its test predictions from a fit on every OOF row.
 
     from competition import artifacts, blending
     models = [artifacts.load_model(n) for n in ("bn_cnn", "resnet_cbam48")]
     weights = blending.fit_weights(models); oof, test = blending.combine(models, weights)
+    oof, test = blending.stack(models)  # log-probabilities, on common_oof's rows and the test rows
 """
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from competition.artifacts import ModelLogits
 from competition.data import FerData
+from models.fer import NUM_CLASSES
 from competition.errors import SettingsError, UserError
 
 AVERAGES = ("logits", "probs")
+COMBINERS = ("average", "stack", "auto")  # auto: whichever of the two has the higher OOF accuracy
+STACK_FOLDS = 5  # cross_val_predict folds over the OOF rows for the stacker's own OOF predictions
+STACK_SEED = 0  # their shuffle: fixed, so a rerun gives the same OOF score
+STACK_C = 1.0  # inverse L2 strength of the logistic regression (sklearn's default; not tuned)
+FLOOR = np.log(1e-12)  # log-probability given to a class the stacker never saw in its training labels
 
 
 class FitError(UserError):
@@ -75,6 +91,37 @@ def combine(models: list[ModelLogits], weights: np.ndarray, average: str = "logi
     """(OOF logits over common_oof's rows, test logits): the weighted ensemble; log-probs when average='probs'."""
     _, _, oof = common_oof(models)
     return blend(oof, weights, average), blend([m.test_logits for m in models], weights, average)
+
+
+def stacker():
+    """Standardised logits -> multinomial logistic regression (lbfgs is deterministic: no seed needed)."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=STACK_C, max_iter=2000))
+
+
+def _full_log_proba(log_proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(n, len(classes)) -> (n, NUM_CLASSES) log-probabilities, FLOOR for the classes never seen."""
+    out = np.full((len(log_proba), NUM_CLASSES), FLOOR)
+    out[:, classes] = np.maximum(log_proba, FLOOR)
+    return out
+
+
+def stack(models: list[ModelLogits]) -> tuple[np.ndarray, np.ndarray]:
+    """(OOF log-probs over common_oof's rows, test log-probs) of a logistic regression on the models' logits.
+
+    OOF: cross_val_predict, each row predicted by a stacker that did not see it. Test: one stacker fitted on
+    every OOF row. Only OOF logits and Training labels are read; test logits are only predicted from."""
+    _, labels, oof = common_oof(models)
+    features = np.concatenate(oof, axis=1).astype(np.float64)
+    test_features = np.concatenate([m.test_logits for m in models], axis=1).astype(np.float64)
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2 or counts.max() < 2:  # StratifiedKFold needs a class with a row in each of 2 folds
+        raise SettingsError(f"the stacker needs two classes and 2 OOF rows of one of them; got {len(labels)} "
+                            f"rows of {len(classes)} class(es). Use --combiner average.")
+    cv = StratifiedKFold(n_splits=min(STACK_FOLDS, int(counts.max())), shuffle=True, random_state=STACK_SEED)
+    oof_log_proba = cross_val_predict(stacker(), features, labels, cv=cv, method="predict_log_proba")
+    final = stacker().fit(features, labels)
+    return (_full_log_proba(oof_log_proba, classes),
+            _full_log_proba(final.predict_log_proba(test_features), final.classes_))
 
 
 def score(oof_logits, oof_labels, test_logits, data: FerData) -> dict[str, float | None]:

@@ -1,7 +1,8 @@
 """The main job: data, folds, the three models, the ensemble and the report, in one resumable command.
 
     ./run.sh all --from ../shared/data/fer2013/<competition zip>     # strong recipe, 5 folds (GPU-sized)
-    ./run.sh all --quick --from <zip>                                  # fold 0, short runs: < 30 min on 2 CPU cores
+    ./run.sh all --quick --from <zip>                                  # fold 0, epochs sized to end in 30 min
+    ./run.sh all --quick --budget 60 --from <zip>                      # the same, sized to an hour
     ./run.sh all --device cuda --models baseline_cnn,bn_cnn,resnet_cbam,resnet_cbam48   # 4 jobs share each GPU
 
 Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
@@ -23,9 +24,11 @@ import torch
 from competition import artifacts, download, ensemble, folds, paths, report
 from competition.blending import accuracy
 from competition.device import wants_cuda
-from competition.errors import run_command
+from competition.errors import SettingsError, run_command
 from models import STUDY_MODELS
 
+QUICK_BUDGET = 30  # minutes: the newcomer's first run on a laptop-class CPU
+AFTER_TRAINING_S = 120  # kept back from a budget for the ensemble, the report and process start-ups
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
 
 
@@ -60,9 +63,9 @@ def processes(device: str, jobs_per_gpu: int) -> int:
     return min(2, os.cpu_count() or 1)
 
 
-def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: int) -> int:
+def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: int, extra: list[str]) -> int:
     args = ["-m", "competition.train_folds", "--model", ",".join(models), "--folds", fold_list,
-            "--recipe", recipe, "--device", device]
+            "--recipe", recipe, "--device", device, *extra]
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
                                                     "--standalone", "--nproc_per_node", str(nproc)]
     print(" ".join(["python" if nproc == 1 else "torchrun --nproc_per_node " + str(nproc)] + args[1:]), flush=True)
@@ -94,11 +97,15 @@ def summary_table(models: list[str], wall_s: float) -> str:
 def _main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--from", dest="source", type=Path, help="import these competition files instead of downloading")
-    p.add_argument("--quick", action="store_true", help="fold 0 and short runs (the `quick` recipe): < 30 min on CPU")
+    p.add_argument("--quick", action="store_true",
+                   help="fold 0, quick recipe, tensor augmentation, one process, epochs sized to --budget (30 min)")
+    p.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                   help="the whole job ends within this many minutes (default: 30 with --quick, none otherwise)")
     p.add_argument("--models", default=",".join(STUDY_MODELS), help="comma list of architectures")
     p.add_argument("--folds", default=None, help="comma list of folds to train (default: all; 0 with --quick)")
     p.add_argument("--k", type=int, default=5, help="number of folds, when folds.csv is made")
     p.add_argument("--recipe", default=None, help="study | strong | quick (default: strong, quick with --quick)")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs (with a budget: the most it may plan)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--nproc", type=int, default=0,
                    help="training processes (default: 2 on CPU, --jobs-per-gpu for each GPU)")
@@ -108,11 +115,19 @@ def _main(argv=None) -> int:
     models = args.models.split(",")
     fold_list = args.folds or ("0" if args.quick else "all")
     recipe = args.recipe or ("quick" if args.quick else "strong")
+    minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
+    nproc = args.nproc or (1 if minutes else processes(args.device, args.jobs_per_gpu))
     start = time.perf_counter()
     step("data", get_data, args.source)
     step("folds", make_folds, args.k)
+    extra = (["--aug", "tensor"] if args.quick else []) + (["--epochs", str(args.epochs)] if args.epochs else [])
+    if minutes:
+        left = minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60
+        if left <= 0:
+            raise SettingsError(f"--budget {minutes:g} min is spent before training starts; give more minutes.")
+        extra += ["--budget", f"{left:.2f}"]
     step(f"train {','.join(models)} folds {fold_list} ({recipe} recipe)", train, models, fold_list, recipe,
-         args.device, args.nproc or processes(args.device, args.jobs_per_gpu))
+         args.device, nproc, extra)
     ensemble_args = ["--models", ",".join(models), "--weights", "oof" if len(models) > 1 else "equal"]
     partial = [] if fold_list == "all" else ["--allow-missing"]
     step("ensemble", ensemble.main, ensemble_args + partial)

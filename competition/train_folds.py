@@ -4,6 +4,7 @@
     python -m competition.train_folds --model bn_cnn --folds 0 --epochs 20 --recipe study
     python -m competition.train_folds --model all --device cuda --set batch_size=1024
     python -m competition.train_folds --model resnet18                    # any timm architecture too
+    python -m competition.train_folds --model bn_cnn,baseline_cnn --folds 0 --budget 20   # epochs sized to 20 min
     torchrun --nproc_per_node 4 -m competition.train_folds --model all    # (model, fold) jobs over 4 processes
 
 For each fold k: train on the other folds, validate on fold k after every epoch, keep the epoch with the best
@@ -16,6 +17,8 @@ are seeded from (seed, fold, epoch), so on CPU a resumed run ends with the same 
 Processes share nothing: under torchrun each one takes its share of the jobs, dealt by expected cost (longest
 first, to the least loaded), with no process group and no barrier, so several processes can share one GPU.
 Each fold is locked while it trains: a second process on the same fold stops with exit 2 naming the holder.
+With --budget MINUTES, competition.budget measures each model's speed here, sizes its epochs to fit, prints
+the plan, and stops a fold at its deadline if the measurement was optimistic (done.json says so).
 """
 import argparse
 import json
@@ -23,7 +26,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 
 import numpy as np
@@ -32,9 +35,10 @@ import torch
 from tqdm import tqdm
 
 import models
-from competition import artifacts
-from competition.artifacts import BEST, DONE, LOG, LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
+from competition import artifacts, budget
+from competition.artifacts import BEST, CONFIG, DONE, LOG, LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
 from competition.atomic import atomic_write_text
+from competition.augment import view_count
 from competition.data import load_dataset
 from competition.device import pick_device
 from competition.engine import BatchSource, build, create_model, evaluate, train_one_epoch
@@ -79,6 +83,7 @@ class Progress:
     best_acc: float = -1.0
     best_epoch: int = 0
     finished: bool = False
+    stopped_by_budget: bool = False
     log: list = field(default_factory=list)
 
 
@@ -96,10 +101,10 @@ class FoldRun:
     """Everything about training one (model, fold): lock, resume, epochs, checkpoints, final logits."""
 
     def __init__(self, model_name, fold, data: Resident, fold_of_row, recipe: Recipe, seed, device, aug,
-                 progress=False, checkpoint_every=30.0, provenance=None):
+                 progress=False, checkpoint_every=30.0, provenance=None, deadline=None):
         self.name, self.fold, self.recipe, self.seed, self.device = model_name, fold, recipe, seed, device
         self.files, self.data, self.show_progress = FoldFiles(model_name, fold), data, progress
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every, self.deadline = checkpoint_every, deadline
         self.train_rows = np.flatnonzero(fold_of_row != fold)
         self.val_rows = np.flatnonzero(fold_of_row == fold)
         self.source = BatchSource(data.train_rows(self.train_rows), data.train_labels[self.train_rows],
@@ -147,7 +152,7 @@ class FoldRun:
 
     def one_epoch(self) -> None:
         p, r, parts = self.progress, self.recipe, self.parts
-        epoch = p.epoch + 1
+        epoch, started = p.epoch + 1, time.monotonic()
         seed = epoch_seed(self.seed, self.fold, epoch)
         torch.manual_seed(seed)  # dropout
         np.random.seed(seed)  # timm's Mixup draws from numpy
@@ -163,6 +168,10 @@ class FoldRun:
             self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
         p.epoch = epoch
         p.finished = epoch >= r.epochs or bool(r.patience and epoch - p.best_epoch >= r.patience)
+        if not p.finished and budget.deadline_passed(self.deadline, time.monotonic() - started):
+            p.finished = p.stopped_by_budget = True
+            tqdm.write(f"{self.name} fold {self.fold}: stopped after epoch {epoch} of {r.epochs}: another would end "
+                       f"past this fold's share of the --budget")
         atomic_write_text(self.files / LOG, pd.DataFrame(p.log, columns=LOG_COLUMNS).to_csv(index=False))
         if p.finished or time.monotonic() - self.saved_at >= self.checkpoint_every:
             self.checkpoint()
@@ -201,7 +210,7 @@ class FoldRun:
                 "val_acc": float((oof.argmax(1) == self.val_labels).mean()),
                 "val_acc_plain": float((oof_plain.argmax(1) == self.val_labels).mean()),
                 "train_acc": float((train_logits.argmax(1) == self.data.train_labels[self.train_rows[sample]]).mean()),
-                "train_acc_rows": len(sample),
+                "train_acc_rows": len(sample), "stopped_by_budget": p.stopped_by_budget,
                 "seconds": float(sum(row["seconds"] for row in p.log)),
                 "images_per_s": float(np.mean([row["images_per_s"] for row in p.log]))}
         atomic_write_text(self.files / DONE, json.dumps(done, indent=2))
@@ -247,6 +256,35 @@ def job_costs(jobs, recipes: dict[str, Recipe], device_type: str) -> dict:
     return {(n, f): recipes[n].epochs * table.get(n, max(table.values())) for n, f in jobs}
 
 
+def fit_budget(minutes: float, mine, recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
+               aug: str) -> tuple[dict[str, Recipe], list[float | None]]:
+    """Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
+    jobs cost nothing, and a started fold keeps the epochs it started with."""
+    todo = [(n, f) for n, f in mine if not FoldFiles(n, f).is_done()]
+    if not todo:
+        return recipes, [None] * len(mine)
+    counts = {n: sum(1 for m, _ in todo if m == n) for n, _ in todo}
+    sample = np.arange(min(len(fold_of_row), 4 * 512))
+    speeds = {n: budget.measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
+              for n in counts}
+    val = int(np.bincount(fold_of_row).max())
+    rows = {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
+            "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
+    fixed = {n: json.loads((FoldFiles(n, f) / CONFIG).read_text())["epochs"] for n, f in todo
+             if (FoldFiles(n, f) / CONFIG).exists()}
+    plans = budget.plan(minutes * 60, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
+                        {n: r.epochs for n, r in recipes.items()}, fixed)
+    print(budget.describe(plans, minutes * 60), flush=True)
+    by_name = {p.model: p for p in plans}
+    recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
+    deadlines, clock = [], time.monotonic()
+    for job in mine:
+        plan = by_name.get(job[0]) if job in todo else None
+        clock += plan.seconds / plan.folds if plan else 0
+        deadlines.append(clock - plan.finish_s if plan else None)
+    return recipes, deadlines
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True,
@@ -263,6 +301,8 @@ def parse_args(argv):
                    help="CPU threads per process; 0 = the cores shared out among this machine's processes")
     p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
                    help="write state.pt at most this often (and at the end); 0 = after every epoch")
+    p.add_argument("--budget", type=float, default=0, metavar="MINUTES",
+                   help="size each model's epochs to end within this many minutes (measured here); 0 = the recipe's")
     return p.parse_args(argv)
 
 
@@ -283,10 +323,13 @@ def _main(argv=None) -> int:
     provenance = {"k": k, "folds_sha1": artifacts.folds_sha1(),
                   "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images)}
     resident = Resident.place(data, device, args.aug)
+    deadlines = [None] * len(mine)
+    if args.budget > 0:
+        recipes, deadlines = fit_budget(args.budget, mine, recipes, resident, fold_of_row, device, args.aug)
     start = time.perf_counter()
-    for name, fold in mine:
+    for (name, fold), deadline in zip(mine, deadlines):
         FoldRun(name, fold, resident, fold_of_row, recipes[name], args.seed, device, args.aug,
-                sys.stderr.isatty(), args.checkpoint_every, provenance).run()
+                sys.stderr.isatty(), args.checkpoint_every, provenance, deadline).run()
     print(f"rank {rank}: {len(mine)} job(s) done in {time.perf_counter() - start:.0f} s")
     return 0
 

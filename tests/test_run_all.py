@@ -7,7 +7,7 @@ from tests.conftest import kaggle_zip, synthetic_rows
 
 def test_quick_pipeline_end_to_end_then_rerun_redoes_nothing(tmp_path, capsys):
     source = kaggle_zip(tmp_path / "c.zip", *synthetic_rows(n_train=280), with_private_labels=False)
-    args = ["--quick", "--from", str(source), "--models", "baseline_cnn,bn_cnn", "--nproc", "2"]
+    args = ["--quick", "--from", str(source), "--models", "baseline_cnn,bn_cnn", "--nproc", "2", "--epochs", "3"]
     assert run_all.main(args) == 0
     submission = (paths.submissions_dir() / "submission.csv").read_text().splitlines()
     assert len(submission) == 1 + 28 and all(0 <= int(v) <= 6 for v in submission[1:])

@@ -1,0 +1,104 @@
+"""Fit training into a time budget: measure each architecture's speed on this machine, size its epochs, print
+the plan, and stop a fold at its deadline if the measurement was optimistic.
+
+    python -m competition.train_folds --model bn_cnn,baseline_cnn,resnet_cbam --folds 0 --budget 26
+    ./run.sh all --quick --from <zip>          # the quick profile: a 30-minute budget for the whole job
+
+How the minutes are spent. A short timed run (a warm-up batch, then MEASURE_STEPS batches, and one inference
+batch) gives each model's training and inference images/s here, on this machine's threads. A fold's cost is
+  epochs x (train rows / train img/s + validation rows / inference img/s)  +  its final inference
+  (validation and test rows with and without TTA, and the clean-train-accuracy sample).
+The training budget (the budget less the final inferences) is shared among the models by SHARES: where the
+accuracy comes from on a CPU (bn_cnn: 62.6% OOF in 12 one-thread epochs, against 49.8% for baseline_cnn and
+50.7% for resnet_cbam, which then got weight 0 in the ensemble; issue #11's log). Every model gets at least
+one epoch, so all stay in the run and the report, which calls a model with fewer than JUDGE_EPOCHS epochs
+"not trained long enough to judge".
+"""
+import time
+from dataclasses import dataclass
+
+import torch
+
+from competition.engine import BatchSource, build, train_one_epoch
+from competition.infer import infer
+from competition.recipes import Recipe
+
+MEASURE_STEPS = 3  # timed training batches per model, after one warm-up batch
+SHARES = {"bn_cnn": 0.8, "baseline_cnn": 0.1, "resnet_cbam": 0.1}  # of the training minutes; others: 0.1
+JUDGE_EPOCHS = 10  # fewer epochs than this: the report says the model was not trained long enough to judge
+
+
+@dataclass(frozen=True)
+class Speed:
+    train_ips: float  # training images/s (augmentation, forward, backward, optimizer, EMA)
+    infer_ips: float  # inference images/s, one view
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    model: str
+    folds: int  # this process's folds of the model
+    epochs: int
+    epoch_s: float  # one epoch of one fold: training and validation
+    finish_s: float  # one fold's final inference
+    speed: Speed
+
+    @property
+    def seconds(self) -> float:
+        return self.folds * (self.epochs * self.epoch_s + self.finish_s)
+
+
+def measure(name: str, recipe: Recipe, images, labels, device: torch.device, aug: str) -> Speed:
+    """Training and inference images/s of `name` here, from a few batches of the real rows."""
+    n = recipe.batch_size * (MEASURE_STEPS + 1)
+    source = BatchSource(images[:n], labels[:n], recipe, device, aug)
+    torch.manual_seed(0)
+    parts = build(name, recipe, source.steps, device)
+    warm = BatchSource(images[:recipe.batch_size], labels[:recipe.batch_size], recipe, device, aug)
+    train_one_epoch(parts, warm, seed=0, progress=False)
+    stats = train_one_epoch(parts, source, seed=1, progress=False)
+    batch = images[:512]
+    start = time.perf_counter()
+    infer(parts.model, batch, tta=0, device=device)
+    return Speed(stats.images_per_s, len(batch) / max(time.perf_counter() - start, 1e-9))
+
+
+def plan(budget_s: float, jobs: dict[str, int], speeds: dict[str, Speed], rows: dict[str, int],
+         tta_views: dict[str, int], max_epochs: dict[str, int], fixed: dict[str, int] | None = None) -> list[JobPlan]:
+    """Epochs per model so that all jobs (model -> number of folds here) end within budget_s.
+    rows: one fold's train, val and test row counts, and train_sample, the clean-train-accuracy rows.
+    max_epochs: the recipe's epochs, never exceeded (a small data set does not train for hours).
+    fixed: models whose epochs are already set (a started fold resumes with the epochs it started with)."""
+    fixed = fixed or {}
+    drafts = {}
+    for name, folds in jobs.items():
+        s = speeds[name]
+        epoch_s = rows["train"] / s.train_ips + rows["val"] / s.infer_ips
+        views = tta_views[name] + 1  # the TTA pass (that many views) and the plain pass
+        finish_s = ((rows["val"] + rows["test"]) * views + rows["train_sample"]) / s.infer_ips
+        drafts[name] = (folds, epoch_s, finish_s)
+    training_s = budget_s - sum(f * fin for f, _, fin in drafts.values())
+    training_s -= sum(drafts[n][0] * drafts[n][1] * epochs for n, epochs in fixed.items() if n in drafts)
+    total_share = sum(SHARES.get(name, 0.1) for name in jobs if name not in fixed) or 1.0
+    plans = []
+    for name, (folds, epoch_s, finish_s) in drafts.items():
+        mine = training_s * SHARES.get(name, 0.1) / total_share
+        epochs = fixed.get(name) or min(max_epochs[name], max(1, int(mine / (folds * epoch_s))))
+        plans.append(JobPlan(name, folds, epochs, epoch_s, finish_s, speeds[name]))
+    return plans
+
+
+def describe(plans: list[JobPlan], budget_s: float) -> str:
+    lines = [f"plan for a budget of {budget_s / 60:.1f} min (speeds measured here):",
+             f"{'model':14s} {'folds':>5s} {'train img/s':>11s} {'epoch s':>8s} {'epochs':>6s} {'minutes':>7s}"]
+    for p in plans:
+        note = f"  (< {JUDGE_EPOCHS} epochs: too short to judge)" if p.epochs < JUDGE_EPOCHS else ""
+        lines.append(f"{p.model:14s} {p.folds:5d} {p.speed.train_ips:11.0f} {p.epoch_s:8.1f} {p.epochs:6d} "
+                     f"{p.seconds / 60:7.1f}{note}")
+    lines.append(f"{'total':14s} {'':5s} {'':11s} {'':8s} {'':6s} {sum(p.seconds for p in plans) / 60:7.1f}")
+    return "\n".join(lines)
+
+
+def deadline_passed(deadline: float | None, epoch_s: float) -> bool:
+    """Would one more epoch end past the deadline (time.monotonic() seconds)?"""
+    return deadline is not None and time.monotonic() + epoch_s > deadline

@@ -1,0 +1,69 @@
+"""Time budgets: epochs sized from measured speeds, shares, caps, resumed folds, and the deadline guard.
+
+    .venv/bin/python -m pytest -q tests/test_budget.py
+"""
+import json
+import time
+
+import pytest
+import torch
+
+from competition import budget, folds, paths, train_folds
+from competition.data import load_dataset
+from competition.recipes import get_recipe
+from tests.fake_runs import make_dataset
+
+ROWS = {"train": 18_000, "val": 4_600, "test": 7_178, "train_sample": 4_096}
+SPEEDS = {"bn_cnn": budget.Speed(300, 3000), "baseline_cnn": budget.Speed(1200, 12000),
+          "resnet_cbam": budget.Speed(120, 900)}
+VIEWS = {name: 2 for name in SPEEDS}
+CAP = {name: 200 for name in SPEEDS}
+
+
+def test_a_plan_fits_the_budget_and_gives_bn_cnn_the_most():
+    plans = budget.plan(25 * 60, {n: 1 for n in SPEEDS}, SPEEDS, ROWS, VIEWS, CAP)
+    assert sum(p.seconds for p in plans) <= 25 * 60
+    by = {p.model: p for p in plans}
+    assert by["bn_cnn"].epochs * by["bn_cnn"].epoch_s > 4 * by["resnet_cbam"].epochs * by["resnet_cbam"].epoch_s
+    assert all(p.epochs >= 1 for p in plans)
+    described = budget.describe(plans, 25 * 60)
+    assert "resnet_cbam" in described and "too short to judge" in described  # 1-2 epochs of a slow model
+
+
+def test_a_plan_never_passes_the_recipe_epochs_and_keeps_started_epochs():
+    plans = budget.plan(600 * 60, {"bn_cnn": 1, "baseline_cnn": 1}, SPEEDS, ROWS, VIEWS,
+                        {"bn_cnn": 40, "baseline_cnn": 40}, fixed={"baseline_cnn": 7})
+    by = {p.model: p for p in plans}
+    assert by["bn_cnn"].epochs == 40 and by["baseline_cnn"].epochs == 7
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    make_dataset(tmp_path, n_train=210)
+    folds.main(["--k", "3"])
+
+
+def test_budget_prints_the_plan_and_the_run_ends_within_it(prepared, capsys):
+    start = time.monotonic()
+    args = ["--model", "baseline_cnn,bn_cnn", "--folds", "0", "--budget", "0.3", "--set", "batch_size=16",
+            "--checkpoint-every", "0", "--epochs", "400"]
+    assert train_folds.main(args) == 0
+    assert time.monotonic() - start < 0.3 * 60 + 15  # the budget, and the measuring and start-up around it
+    out = capsys.readouterr().out
+    assert "plan for a budget of 0.3 min" in out and "bn_cnn" in out
+    epochs = {m: json.loads((paths.fold_dir(m, 0) / "done.json").read_text())["epochs_run"] for m in ("bn_cnn", "baseline_cnn")}
+    assert all(1 <= e < 400 for e in epochs.values()), epochs  # sized by the budget, not the cap
+
+
+def test_a_fold_past_its_deadline_stops_and_says_so(prepared):
+    run = train_folds.FoldRun("baseline_cnn", 2, *_inputs(), deadline=time.monotonic())
+    done = run.run()
+    assert done["epochs_run"] == 1 and done["stopped_by_budget"] is True
+
+
+def _inputs():
+    data = load_dataset()
+    fold_of_row = folds.load_folds(len(data.train_labels))
+    resident = train_folds.Resident.place(data, torch.device("cpu"), "auto")
+    recipe = get_recipe("strong", "baseline_cnn", {"batch_size": 16, "epochs": 5})
+    return resident, fold_of_row, recipe, 0, torch.device("cpu"), "auto"
