@@ -78,6 +78,7 @@ def model_numbers(ml, data: FerData) -> dict:
     val = np.array([ml.done[f]["val_acc"] for f in ml.folds])
     return {"folds": list(ml.folds), "params": params, "macs": macs,
             "best_epoch": [ml.done[f]["best_epoch"] for f in ml.folds],
+            "epochs_run": [ml.done[f]["epochs_run"] for f in ml.folds],
             "train_acc_folds": train.tolist(), "val_acc_folds": val.tolist(),
             "train_acc": float(train.mean()), "train_acc_std": float(train.std()),
             "val_acc": float(val.mean()), "val_acc_std": float(val.std()), "gap": float(train.mean() - val.mean()),

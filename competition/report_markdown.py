@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from competition import CLASSES, paths
+from competition.budget import JUDGE_EPOCHS
 
 STUDY = {  # model: (the study's name, what changed, what the study reported)
     "baseline_cnn": ("Model 1", "two conv stages and an MLP head, no normalisation: the floor",
@@ -46,11 +47,20 @@ def section_missing(n: dict) -> str:
     return "## Missing\n\n" + "\n".join(f"- {line}" for line in n["missing"])
 
 
+def judged(m: dict, claim: str) -> str:
+    """The study's claim, or a plain warning when the model ran too few epochs to be compared with it."""
+    epochs = min(m.get("epochs_run") or [JUDGE_EPOCHS])
+    return claim if epochs >= JUDGE_EPOCHS else f"not trained long enough to judge: {epochs} epochs (study: {claim})"
+
+
 def study_rows(n: dict) -> list[list]:
     """The study's models, then the ensembles, then the reference points."""
-    rows = [[STUDY[name][0], name, spread(m["train_acc"], m["train_acc_std"]), spread(m["val_acc"], m["val_acc_std"]),
-             f"{100 * m['gap']:+.2f} pts", pct(m["oof"]), pct(m["public"]), pct(m["private"]), STUDY[name][2],
-             STUDY[name][1]] for name, m in n["models"].items()]
+    rows = []
+    for name, m in n["models"].items():
+        label, changed, claim = STUDY.get(name, ("", "not in the study", "-"))
+        rows.append([label, name, spread(m["train_acc"], m["train_acc_std"]), spread(m["val_acc"], m["val_acc_std"]),
+                     f"{100 * m['gap']:+.2f} pts", pct(m["oof"]), pct(m["public"]), pct(m["private"]),
+                     judged(m, claim), changed])
     rows += [[e["step"], " + ".join(e["models"]), "-", pct(e["oof"]), "-", pct(e["oof"]), pct(e["public"]),
               pct(e["private"]), "-", "weighted mean of the models' fold-averaged TTA logits, weights "
               + " / ".join(f"{w:.2f}" for w in e["weights"])] for e in n["ensemble"]]

@@ -302,3 +302,9 @@ def test_allow_missing_builds_the_ensemble_from_finished_folds_and_still_lists_t
     assert "bn_cnn: in the ensemble with its finished folds only (--allow-missing)" in b.numbers["missing"]
     row = step(b, "ensemble, equal weights")
     assert row["models"] == ["baseline_cnn", "bn_cnn"] and row["oof_rows"] == int((np.arange(140) % K != 2).sum())
+
+
+def test_a_model_trained_too_briefly_is_not_compared_with_the_study():
+    from competition.report_markdown import judged
+    assert judged({"epochs_run": [40, 38]}, "58%") == "58%"
+    assert judged({"epochs_run": [3]}, "60%") == "not trained long enough to judge: 3 epochs (study: 60%)"
