@@ -217,7 +217,7 @@ def build(folder: Path, names: list[str], allow_missing: bool = False) -> dict:
     """Compute every number, draw every figure into `folder`, write report.json and report.md there."""
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
-    k = int(fold_of_row.max()) + 1
+    k = artifacts.fold_count()
     loaded, missing = load_models(names, k, fold_of_row)
     if not loaded:
         raise ReportError("no model has a complete fold:\n  " + "\n  ".join(missing))
