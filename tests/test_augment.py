@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from competition.augment import AlbumentationsAugment, normalize, tensor_augment, tta_views
 from competition.recipes import STRONG
@@ -49,3 +50,29 @@ def test_tta_views():
     assert torch.equal(flipped, x.flip(3))
     shifted = tta_views(x, 2)[2]  # moved down by 2 px
     assert torch.equal(shifted[:, :, 2:], x[:, :, :-2])
+
+
+def test_tta_level_3_is_ten_crop_resized_to_48():
+    x = normalize(images(4))
+    views = tta_views(x, 3)
+    assert len(views) == 10 and all(v.shape == (4, 1, 48, 48) for v in views)
+    resized = lambda crop: F.interpolate(crop, size=(48, 48), mode="bilinear", align_corners=False)  # noqa: E731
+    assert torch.allclose(views[0], resized(x[:, :, :44, :44]))  # top-left
+    assert torch.allclose(views[3], resized(x[:, :, 4:, 4:]))  # bottom-right
+    assert torch.allclose(views[4], resized(x[:, :, 2:46, 2:46]))  # centre
+    assert torch.allclose(views[9], resized(x.flip(3)[:, :, 2:46, 2:46]))  # centre of the mirror
+    assert not torch.allclose(views[4], x, atol=0.1)  # a crop, not the image
+    constant = torch.full((2, 1, 48, 48), 0.7)
+    assert torch.allclose(tta_views(constant, 3)[4], constant)
+
+
+def test_ten_crop_of_a_mirrored_face_is_the_mirror_of_its_views():
+    x = normalize(images(4))
+    views, mirrored = tta_views(x, 3), tta_views(x.flip(3), 3)
+    # order: image's top-left, top-right, bottom-left, bottom-right, centre, then the same of the mirror;
+    # mirroring swaps left and right corners and the two halves
+    order = [1, 0, 3, 2, 4, 6, 5, 8, 7, 9]
+    for view, k in zip(mirrored, order):
+        torch.testing.assert_close(view, views[k].flip(3), rtol=0, atol=1e-4)  # float rounding of the resize
+    for view, original in zip(mirrored[5:], views[:5]):  # the mirror of the mirror is the image
+        assert torch.equal(view, original)

@@ -14,7 +14,7 @@ from competition import artifacts, blending, data, ensemble, paths
 from competition.errors import SettingsError
 from competition.submission import validate_submission
 from tests.conftest import REPO
-from tests.fake_runs import make_fold_run, make_run
+from tests.fake_runs import make_dataset, make_fold_run, make_folds, make_run
 
 MODELS = ["baseline_cnn", "bn_cnn"]
 
@@ -25,6 +25,14 @@ def fold_test_logits(model, k=3):
 
 def leaderboard():
     return pd.read_csv(paths.submissions_dir() / "leaderboard.csv", dtype=str, keep_default_na=False)
+
+
+def scramble_test_labels():
+    """Rewrite the dataset cache with the test labels permuted (everything else as it was)."""
+    fd = data.load_dataset()
+    scrambled = np.random.default_rng(1).permutation(fd.test_labels)
+    data.save_cache(data.FerData(fd.train_images, fd.train_labels, fd.test_images, scrambled, fd.test_usage,
+                                 fd.example_submission), paths.cache_path(), "scrambled")
 
 
 def test_blend_on_a_tiny_case_matches_numpy():
@@ -123,10 +131,7 @@ def test_a_model_perfect_on_test_but_bad_on_oof_gets_no_weight(tmp_path):
 def test_weights_do_not_change_when_test_labels_are_scrambled(tmp_path):
     make_run(tmp_path)
     assert ensemble.main(["--weights", "oof"]) == 0
-    fd = data.load_dataset()
-    scrambled = np.random.default_rng(1).permutation(fd.test_labels)
-    data.save_cache(data.FerData(fd.train_images, fd.train_labels, fd.test_images, scrambled, fd.test_usage,
-                                 fd.example_submission), paths.cache_path(), "scrambled")
+    scramble_test_labels()
     assert ensemble.main(["--weights", "oof"]) == 0
     first, second = leaderboard().to_dict("records")
     assert first["weights"] == second["weights"]
@@ -213,3 +218,117 @@ def test_concurrent_ensembles_keep_every_leaderboard_row(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO) for _ in range(4)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
     assert len(leaderboard()) == 4
+
+
+# ---------------------------------------------------------------- the stacked combiner
+
+def expert_run(tmp_path, signal, n_train=700, k=3):
+    """A 'good' model (60% everywhere) and an 'expert' whose logits are `signal(labels, rng)`."""
+    fd = make_dataset(tmp_path, n_train=n_train)
+    fold_of_row = make_folds(fd, k)
+    rng = np.random.default_rng(5)
+    for fold in range(k):
+        make_fold_run(fd, fold_of_row, "good", fold, accuracy=0.6)
+        out = make_fold_run(fd, fold_of_row, "expert", fold, accuracy=0.0)
+        oof = dict(np.load(out / "oof.npz"))
+        oof["logits"] = signal(oof["labels"], rng)
+        np.savez(out / "oof.npz", **oof)
+        test = signal(fd.test_labels, rng)
+        np.savez(out / "test.npz", logits=test, logits_plain=test)
+    return fd
+
+
+def knows_class_3(labels, rng):
+    """Right on every Happy (3) row and says 3 nowhere else; noise elsewhere: alone, about 1/7 + 6/7 x 1/7."""
+    logits = rng.normal(0, 1, (len(labels), 7)).astype(np.float32)
+    logits[:, 3] = np.where(labels == 3, 6.0, -6.0)
+    return logits
+
+
+def permuted(labels, rng):
+    """90% right, but about the next class: informative, yet wrong for any average of logits."""
+    logits = rng.normal(0, 1, (len(labels), 7)).astype(np.float32)
+    hit = rng.random(len(labels)) < 0.9
+    logits[hit, (labels[hit] + 1) % 7] += 6.0
+    return logits
+
+
+def test_a_stack_of_a_good_model_and_a_one_class_expert_beats_either_alone(tmp_path):
+    expert_run(tmp_path, knows_class_3)
+    models = [artifacts.load_model("good"), artifacts.load_model("expert")]
+    rows, labels, oof = blending.common_oof(models)
+    alone = [blending.accuracy(o, labels) for o in oof]
+    stack_oof, stack_test = blending.stack(models)
+    assert stack_oof.shape == (len(rows), 7) and stack_test.shape == (len(models[0].test_logits), 7)
+    assert np.allclose(np.exp(stack_oof).sum(1), 1) and np.allclose(np.exp(stack_test).sum(1), 1)
+    stacked = blending.accuracy(stack_oof, labels)
+    assert alone[1] < 0.35 and stacked > max(alone) + 0.03, (alone, stacked)
+    assert (stack_oof.argmax(1)[labels == 3] == 3).mean() > 0.95  # it learned to trust the expert on class 3
+
+
+def test_the_stacks_oof_is_cross_validated_not_fitted_on_its_own_rows(tmp_path):
+    fd = make_dataset(tmp_path, n_train=700)
+    fold_of_row = make_folds(fd, 3)
+    for model in ("noise_a", "noise_b"):
+        for fold in range(3):
+            make_fold_run(fd, fold_of_row, model, fold, accuracy=0.0)  # logits that say nothing
+    models = [artifacts.load_model("noise_a"), artifacts.load_model("noise_b")]
+    _, labels, oof = blending.common_oof(models)
+    features = np.concatenate(oof, axis=1)
+    in_sample = blending.accuracy(blending.stacker().fit(features, labels).predict_log_proba(features), labels)
+    honest = blending.accuracy(blending.stack(models)[0], labels)
+    assert honest < 0.2 < in_sample, (honest, in_sample)  # chance is 1/7
+
+
+def test_the_stacker_never_reads_test_labels(tmp_path, monkeypatch):
+    make_run(tmp_path)
+    made = []
+    monkeypatch.setattr(ensemble, "stack", lambda models: made.append(blending.stack(models)) or made[-1])
+    assert ensemble.main(["--combiner", "stack"]) == 0
+    scramble_test_labels()
+    assert ensemble.main(["--combiner", "stack"]) == 0
+    (oof1, test1), (oof2, test2) = made
+    assert np.array_equal(test1, test2) and np.array_equal(oof1, oof2)
+    first, second = leaderboard().to_dict("records")
+    assert first["oof"] == second["oof"] and first["public"] != second["public"]  # labels read, for scoring only
+
+
+def test_cli_stack_writes_its_predictions_and_says_stack(tmp_path, capsys):
+    fd, _ = make_run(tmp_path)
+    assert ensemble.main(["--combiner", "stack"]) == 0
+    assert "stacked: logistic regression" in capsys.readouterr().out
+    (row,) = leaderboard().to_dict("records")
+    assert list(row) == list(ensemble.LEADERBOARD_COLUMNS)
+    assert row["average"] == "stack" and row["weights"] == "n/a"
+    stack_oof, stack_test = blending.stack([artifacts.load_model(m) for m in MODELS])
+    lines = (paths.submissions_dir() / "submission.csv").read_text().splitlines()
+    assert [int(v) for v in lines[1:]] == stack_test.argmax(1).tolist()
+    assert float(row["oof"]) == pytest.approx(blending.accuracy(stack_oof, fd.train_labels), abs=1e-4)
+
+
+def auto_choice(out):
+    """(average OOF, stack OOF, chosen) from the line `--combiner auto` prints."""
+    line = next(line for line in out.splitlines() if line.startswith("combiner auto:"))
+    numbers = [float(v) for v in line.split("average ")[1].split(" -> ")[0].replace(", stack", "").split()]
+    return numbers[0], numbers[1], line.rsplit("-> ", 1)[1]
+
+
+def test_auto_picks_the_stack_when_it_wins_on_oof(tmp_path, capsys):
+    expert_run(tmp_path, permuted)
+    assert ensemble.main(["--combiner", "auto", "--weights", "oof"]) == 0
+    mean_acc, stack_acc, chose = auto_choice(capsys.readouterr().out)
+    assert stack_acc > mean_acc + 0.1 and chose == "stack"
+    (row,) = leaderboard().to_dict("records")
+    assert row["average"] == "stack" and float(row["oof"]) == pytest.approx(stack_acc, abs=1e-4)
+
+
+def test_auto_picks_the_average_when_it_wins_on_oof(tmp_path, capsys, monkeypatch):
+    make_run(tmp_path)
+    worse = lambda models: tuple(np.roll(p, 1, axis=1) for p in blending.stack(models))  # noqa: E731
+    monkeypatch.setattr(ensemble, "stack", worse)  # a stacker that is wrong almost everywhere
+    assert ensemble.main(["--combiner", "auto"]) == 0
+    mean_acc, stack_acc, chose = auto_choice(capsys.readouterr().out)
+    assert mean_acc > stack_acc and chose == "average"
+    (row,) = leaderboard().to_dict("records")
+    assert row["average"] == "logits" and row["weights"] == "0.5000 0.5000"
+    assert float(row["oof"]) == pytest.approx(mean_acc, abs=1e-4)

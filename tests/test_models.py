@@ -46,6 +46,9 @@ EXPECTED_PARAMS = {
     + linear(256 * 3 * 3, 512) + bn(512) + linear(512, 128) + linear(128, 7),
     'resnet_cbam': resnet_cbam_params(stem_k=7),
     'resnet_cbam48': resnet_cbam_params(stem_k=3),
+    'vgg_fer': sum(conv(i, o, 3) + bn(o) for i, o in ((1, 64), (64, 64), (64, 128), (128, 128), (128, 256),
+                                                       (256, 256), (256, 512), (512, 512)))
+    + linear(512 * 3 * 3, 4096) + linear(4096, 4096) + linear(4096, 7),
 }
 # (channels, height, width) out of forward_features on a 48x48 face, and the pre-logits width.
 EXPECTED_FEATURES = {
@@ -53,6 +56,7 @@ EXPECTED_FEATURES = {
     'bn_cnn': ((256, 3, 3), 128),
     'resnet_cbam': ((512, 2, 2), 512),
     'resnet_cbam48': ((512, 6, 6), 512),
+    'vgg_fer': ((512, 3, 3), 4096),
 }
 
 
@@ -62,7 +66,7 @@ def n_params(model):
 
 def test_model_names_are_registered():
     assert set(MODEL_NAMES) <= set(timm.list_models())
-    assert len(MODEL_NAMES) == len(set(MODEL_NAMES)) == 4
+    assert len(MODEL_NAMES) == len(set(MODEL_NAMES)) == 5
 
 
 @pytest.mark.parametrize('name', MODEL_NAMES)
@@ -117,6 +121,19 @@ def test_reset_classifier(name):
 def test_flatten_sizes():
     assert timm.create_model('baseline_cnn').pre_logits[1].in_features == 4608
     assert timm.create_model('bn_cnn').pre_logits[1].in_features == 2304
+    assert timm.create_model('vgg_fer').pre_logits[1].in_features == 4608
+
+
+def test_vgg_fer_two_conv_bn_relu_per_stage_and_dropout():
+    model = timm.create_model('vgg_fer')
+    for stage, chs in zip(model.features, (64, 128, 256, 512)):
+        kinds = [type(m) for m in stage]
+        assert kinds == [torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ReLU] * 2 + [torch.nn.MaxPool2d]
+        assert stage[3].out_channels == chs and stage[3].kernel_size == (3, 3)
+    drops = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert drops == [0.2, 0.2]
+    assert [m.p for m in timm.create_model('vgg_fer', drop_rate=0.5).modules()
+            if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
 
 
 @pytest.mark.parametrize('name, stem_k, reductions', [
