@@ -260,6 +260,7 @@ def fit_budget(minutes: float, mine, recipes: dict[str, Recipe], resident: Resid
                aug: str) -> tuple[dict[str, Recipe], list[float | None]]:
     """Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
     jobs cost nothing, and a started fold keeps the epochs it started with."""
+    start = time.monotonic()
     todo = [(n, f) for n, f in mine if not FoldFiles(n, f).is_done()]
     if not todo:
         return recipes, [None] * len(mine)
@@ -272,9 +273,10 @@ def fit_budget(minutes: float, mine, recipes: dict[str, Recipe], resident: Resid
             "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
     fixed = {n: json.loads((FoldFiles(n, f) / CONFIG).read_text())["epochs"] for n, f in todo
              if (FoldFiles(n, f) / CONFIG).exists()}
-    plans = budget.plan(minutes * 60, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
+    left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
+    plans = budget.plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
                         {n: r.epochs for n, r in recipes.items()}, fixed)
-    print(budget.describe(plans, minutes * 60), flush=True)
+    print(budget.describe(plans, left_s), flush=True)
     by_name = {p.model: p for p in plans}
     recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
     deadlines, clock = [], time.monotonic()
