@@ -7,12 +7,11 @@ Four Conv3x3 -> BatchNorm -> ReLU -> MaxPool2 blocks (32, 64, 128, 256 filters) 
     import models, timm
     model = timm.create_model("bn_cnn")  # 7 classes, 1 channel from the default cfg
 """
-import torch
 from torch import nn
 
-from timm.layers import to_2tuple
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from models._flat_head import FlatHeadNet
 from models.fer import fer_cfg
 
 
@@ -26,7 +25,7 @@ def conv_bn_stage(in_chs: int, out_chs: int) -> nn.Sequential:
     )
 
 
-class BnCnn(nn.Module):
+class BnCnn(FlatHeadNet):
     def __init__(
             self,
             num_classes: int = 7,
@@ -38,15 +37,11 @@ class BnCnn(nn.Module):
             hidden: tuple = (512, 128),
     ):
         super().__init__()
-        self.num_classes = num_classes
-        self.drop_rate = drop_rate
         chs = (in_chans,) + tuple(widths)
         self.features = nn.Sequential(*[conv_bn_stage(chs[i], chs[i + 1]) for i in range(len(widths))])
         self.num_features = chs[-1]  # timm meaning: channels of forward_features' output
-        h, w = (s // 2 ** len(widths) for s in to_2tuple(img_size))
-        self.flat_features = chs[-1] * h * w  # 256 * 3 * 3 = 2304 at 48x48
-        self.head_hidden_size = hidden[1]  # width returned by forward_head(pre_logits=True)
-        self.pre_logits = nn.Sequential(
+        self.flat_features = self.flat_size(chs[-1], len(widths), img_size)  # 256 * 3 * 3 = 2304 at 48x48
+        pre_logits = nn.Sequential(
             nn.Flatten(1),
             nn.Linear(self.flat_features, hidden[0]),
             nn.BatchNorm1d(hidden[0]),
@@ -55,26 +50,7 @@ class BnCnn(nn.Module):
             nn.Linear(hidden[0], hidden[1]),
             nn.ReLU(inplace=True),
         )
-        self.head_drop = nn.Dropout(drop_rate_last)
-        self.fc = nn.Linear(hidden[1], num_classes) if num_classes > 0 else nn.Identity()
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.pre_logits(x))
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        self.init_head(num_classes, drop_rate, pre_logits, hidden[1], head_drop=drop_rate_last)
 
 
 # Must sit above the register functions: timm reads it at registration, else 1000 classes and 3 channels.
