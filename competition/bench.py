@@ -231,7 +231,7 @@ def load_images(synthetic: int):
     """(train images, train labels, test images, description); random uint8 when `synthetic` > 0."""
     if synthetic:
         rng = np.random.default_rng(0)
-        images = rng.integers(0, 256, size=(synthetic, 48, 48), dtype=np.uint8)
+        images = rng.integers(0, 256, size=(synthetic, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         return images, rng.integers(0, NUM_CLASSES, synthetic), images, f"synthetic: {synthetic} random uint8 images"
     data = load_dataset()
     return (data.train_images, data.train_labels, data.test_images,

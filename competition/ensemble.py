@@ -117,7 +117,8 @@ def run(names: list[str], weighting: str, average: str, allow_missing: bool, com
     weights = None if average == "stack" else weights
     ensemble = score(oof, labels, test, data)
     per_model = [score(m.oof_logits, m.oof_labels, m.test_logits, data) for m in models]
-    how = "stacked: logistic regression on the logits" if weights is None else f"{weighting} weights, averaging {average}"
+    how = ("stacked: logistic regression on the logits" if weights is None
+           else f"{weighting} weights, averaging {average}")
     print(f"\n{how}; ensemble OOF over {len(rows)} Training rows\n")
     print(table(models, weights, per_model, ensemble))
     now = datetime.now(timezone.utc)

@@ -68,7 +68,8 @@ def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: in
             "--recipe", recipe, "--device", device, *extra]
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
                                                     "--standalone", "--nproc_per_node", str(nproc)]
-    print(" ".join(["python" if nproc == 1 else "torchrun --nproc_per_node " + str(nproc)] + args[1:]), flush=True)
+    shown = "python -m" if nproc == 1 else f"torchrun --nproc_per_node {nproc} -m"
+    print(" ".join([shown] + args[1:]), flush=True)
     return subprocess.run([*launcher, *args], cwd=paths.REPO, env=os.environ | {"OMP_NUM_THREADS": "1"}).returncode
 
 
@@ -128,7 +129,8 @@ def _main(argv=None) -> int:
         extra += ["--budget", f"{left:.2f}"]
     step(f"train {','.join(models)} folds {fold_list} ({recipe} recipe)", train, models, fold_list, recipe,
          args.device, nproc, extra)
-    ensemble_args = ["--models", ",".join(models), "--weights", "oof" if len(models) > 1 else "equal"]
+    ensemble_args = ["--models", ",".join(models), "--weights", "oof" if len(models) > 1 else "equal",
+                     "--combiner", "auto" if len(models) > 1 else "average"]
     partial = [] if fold_list == "all" else ["--allow-missing"]
     step("ensemble", ensemble.main, ensemble_args + partial)
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))

@@ -51,7 +51,8 @@ def test_budget_prints_the_plan_and_the_run_ends_within_it(prepared, capsys):
     assert time.monotonic() - start < 0.3 * 60 + 10  # the budget (measuring included) and loading the data
     out = capsys.readouterr().out
     assert "plan for a budget of 0." in out and "bn_cnn" in out
-    epochs = {m: json.loads((paths.fold_dir(m, 0) / "done.json").read_text())["epochs_run"] for m in ("bn_cnn", "baseline_cnn")}
+    epochs = {m: json.loads((paths.fold_dir(m, 0) / "done.json").read_text())["epochs_run"]
+              for m in ("bn_cnn", "baseline_cnn")}
     assert all(1 <= e < 400 for e in epochs.values()), epochs  # sized by the budget, not the cap
 
 
