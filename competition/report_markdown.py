@@ -50,7 +50,7 @@ def section_missing(n: dict) -> str:
 def judged(m: dict, claim: str) -> str:
     """The study's claim, or a plain warning when the model ran too few epochs to be compared with it."""
     epochs = min(m.get("epochs_run") or [JUDGE_EPOCHS])
-    return claim if epochs >= JUDGE_EPOCHS else f"not trained long enough to judge: {epochs} epochs (study: {claim})"
+    return claim if epochs >= JUDGE_EPOCHS else f"not trained long enough to judge: {epochs} epoch{'s' * (epochs != 1)} (study: {claim})"
 
 
 def study_rows(n: dict) -> list[list]:

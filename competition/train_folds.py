@@ -279,12 +279,16 @@ def fit_budget(minutes: float, mine, recipes: dict[str, Recipe], resident: Resid
     print(budget.describe(plans, left_s), flush=True)
     by_name = {p.model: p for p in plans}
     recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
-    deadlines, clock = [], time.monotonic()
-    for job in mine:
-        plan = by_name.get(job[0]) if job in todo else None
-        clock += plan.seconds / plan.folds if plan else 0
-        deadlines.append(clock - plan.finish_s if plan else None)
-    return recipes, deadlines
+    return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
+
+
+def job_deadlines(mine, todo, by_name: dict, end: float) -> list[float | None]:
+    """When each job must stop training: the budget's end less the planned cost of the jobs after it and its
+    own final inference. A job may so use what an earlier one saved, and is cut only when the whole budget
+    is at risk (the 30-minute run showed per-job deadlines cutting epochs with minutes left over)."""
+    cost = [by_name[n].seconds / by_name[n].folds if (n, f) in todo else 0.0 for n, f in mine]
+    return [end - sum(cost[i + 1:]) - by_name[n].finish_s if (n, f) in todo else None
+            for i, (n, f) in enumerate(mine)]
 
 
 def parse_args(argv):

@@ -68,3 +68,12 @@ def _inputs():
     resident = train_folds.Resident.place(data, torch.device("cpu"), "auto")
     recipe = get_recipe("strong", "baseline_cnn", {"batch_size": 16, "epochs": 5})
     return resident, fold_of_row, recipe, 0, torch.device("cpu"), "auto"
+
+
+def test_a_job_may_use_what_an_earlier_one_saved():
+    plans = {p.model: p for p in budget.plan(20 * 60, {"bn_cnn": 1, "baseline_cnn": 1}, SPEEDS, ROWS, VIEWS, CAP)}
+    mine = [("bn_cnn", 0), ("baseline_cnn", 0)]
+    ends = train_folds.job_deadlines(mine, mine, plans, end=1000.0)
+    assert ends[1] == pytest.approx(1000.0 - plans["baseline_cnn"].finish_s)  # the last job: the budget's end
+    assert ends[0] == pytest.approx(1000.0 - plans["baseline_cnn"].seconds - plans["bn_cnn"].finish_s)
+    assert train_folds.job_deadlines(mine, mine[1:], plans, end=1000.0)[0] is None  # a finished job: none
