@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 import models
 from competition.augment import albumentations_pipeline
 from competition.data import DataError, load_dataset
-from competition.device import autocast_for, pick_device
+from competition.device import autocast_for, pick_device, tune_for
 from competition.engine import BatchSource, build, create_model, train_one_epoch
 from competition.errors import SettingsError, run_command
 from competition.infer import infer
@@ -321,6 +321,7 @@ def _main(argv=None) -> int:
     except DataError as err:
         raise DataError(f"{err} (or run with --synthetic N)") from err
     device = pick_device(args.device, 0)
+    tune_for(device)
     batch = max(harness_recipe(names[0], device).batch_size, REFERENCE_BATCH)
     images, labels = draw_rows(train_images, train_labels, max(args.steps, WARMUP) * batch)
     threads_before = torch.get_num_threads()

@@ -40,7 +40,7 @@ from competition.artifacts import BEST, CONFIG, DONE, LOG, LOG_COLUMNS, OOF, STA
 from competition.atomic import atomic_write_text
 from competition.augment import view_count
 from competition.data import load_dataset
-from competition.device import pick_device
+from competition.device import pick_device, tune_for
 from competition.engine import BatchSource, build, create_model, evaluate, train_one_epoch
 from competition.errors import SettingsError, run_command
 from competition.folds import load_folds
@@ -318,6 +318,7 @@ def _main(argv=None) -> int:
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     overrides = parse_overrides(args.set) | ({"epochs": args.epochs} if args.epochs else {})
     device = pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
+    tune_for(device)
     names = parse_models(args.model)
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
