@@ -1,6 +1,7 @@
-"""The training step's parts, in one place: device, model, optimizer, schedule, EMA, one epoch, evaluation.
+"""The training step's parts, in one place: model, optimizer, schedule, EMA, loss, one epoch, evaluation.
 
 `train_folds` (per-fold runs) and `bench` (speed) both build from here, so what is measured is what trains.
+Which device, and its autocast, is competition.device's (apart, so that infer can use it too).
 The data stay one uint8 array (a tensor on the GPU when there is one); each batch is gathered by index,
 augmented (albumentations on the host or tensor ops on the device, see competition.augment), normalised
 and sent through the network in channels_last, under bf16 autocast on CUDA.
