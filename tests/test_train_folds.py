@@ -189,3 +189,17 @@ def test_a_corrupt_state_file_is_named_with_what_to_do(prepared, capsys):
 def test_any_timm_architecture_trains_a_fold(prepared):
     assert train_folds.main(["--model", "resnet18", "--folds", "1", "--epochs", "1", *FAST]) == 0
     assert (paths.fold_dir("resnet18", 1) / "done.json").exists()
+
+
+class Payload:
+    """Stands for code hidden in a shared checkpoint: unpickling it would import and build this class."""
+
+
+def test_checkpoints_load_with_weights_only(prepared, capsys):
+    import torch
+    out = paths.fold_dir("baseline_cnn", 0)
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--epochs", "1", *FAST]) == 0
+    (out / "done.json").unlink()
+    torch.save({"model": Payload()}, out / "state.pt")  # a full pickle, not tensors and plain containers
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--epochs", "1", *FAST]) == 2
+    assert "state.pt: unreadable (UnpicklingError" in capsys.readouterr().err
