@@ -261,9 +261,11 @@ def fit_budget(minutes: float, mine, recipes: dict[str, Recipe], resident: Resid
     """Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
     jobs cost nothing, and a started fold keeps the epochs it started with."""
     start = time.monotonic()
+    fixed = {n: json.loads((FoldFiles(n, f) / CONFIG).read_text())["epochs"] for n, f in mine
+             if (FoldFiles(n, f) / CONFIG).exists()}  # a model keeps the epochs its first started fold got
     todo = [(n, f) for n, f in mine if not FoldFiles(n, f).is_done()]
-    if not todo:
-        return recipes, [None] * len(mine)
+    if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
+        return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
     counts = {n: sum(1 for m, _ in todo if m == n) for n, _ in todo}
     sample = np.arange(min(len(fold_of_row), 4 * 512))
     speeds = {n: budget.measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
@@ -271,8 +273,6 @@ def fit_budget(minutes: float, mine, recipes: dict[str, Recipe], resident: Resid
     val = int(np.bincount(fold_of_row).max())
     rows = {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
             "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
-    fixed = {n: json.loads((FoldFiles(n, f) / CONFIG).read_text())["epochs"] for n, f in todo
-             if (FoldFiles(n, f) / CONFIG).exists()}
     left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
     plans = budget.plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
                         {n: r.epochs for n, r in recipes.items()}, fixed)

@@ -54,6 +54,8 @@ def test_budget_prints_the_plan_and_the_run_ends_within_it(prepared, capsys):
     epochs = {m: json.loads((paths.fold_dir(m, 0) / "done.json").read_text())["epochs_run"]
               for m in ("bn_cnn", "baseline_cnn")}
     assert all(1 <= e < 400 for e in epochs.values()), epochs  # sized by the budget, not the cap
+    assert train_folds.main(args) == 0  # the same command again: done with the epochs the budget gave
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 2
 
 
 def test_a_fold_past_its_deadline_stops_and_says_so(prepared):
