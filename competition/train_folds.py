@@ -114,8 +114,7 @@ class FoldRun:
         self.config = {"model": model_name, "fold": fold, "recipe": recipe.name, "seed": seed,
                        "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
                        "threads": torch.get_num_threads(), "settings": as_dict(recipe),
-                       "step": asdict(scaled(recipe)), **(provenance or {}), "versions": versions(),
-                       "git_commit": artifacts.git_commit()}
+                       "step": asdict(scaled(recipe)), **(provenance or {})}
         self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
 
     def run(self) -> dict:
@@ -327,8 +326,9 @@ def _main(argv=None) -> int:
     recipes = {n: get_recipe(args.recipe, n, overrides, device.type) for n in names}
     mine = deal(jobs, job_costs(jobs, recipes, device.type), world)[rank]
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
-    provenance = {"k": k, "folds_sha1": artifacts.folds_sha1(),
-                  "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images)}
+    provenance = {"k": k, "folds_sha1": artifacts.folds_sha1(),  # once per process, not per fold
+                  "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images),
+                  "versions": versions(), "git_commit": artifacts.git_commit()}
     resident = Resident.place(data, device, args.aug)
     deadlines = [None] * len(mine)
     if args.budget > 0:
