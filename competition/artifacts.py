@@ -1,7 +1,13 @@
 """A run's files on disk, with one owner: the fold folder's layout, k, which folds are finished, each model's
 fold logits, and the provenance that says whether a fold belongs to the current data and split.
 
-    folds/<model>/fold<k>/
+A member is one trained variant of an architecture, in its own folder: `bn_cnn` (seed 0), `bn_cnn.s1` (seed 1),
+`bn_cnn.student` (trained against a teacher's soft targets), `bn_cnn.mixup.s2` (a tag and a seed); config.json
+names the architecture (`member_name`, `arch_of`). Each member has k folds and, optionally, a refit: the same
+recipe trained on every Training row and stopped at the median best epoch of its folds (`refit_epochs`). A
+refit has no OOF predictions, only test logits.
+
+    folds/<member>/fold<k>/   (and folds/<member>/refit/, without oof.npz)
       config.json  written once, at the first start: the recipe, the seed, and the provenance (folds.csv hash,
                    dataset fingerprint, k, augmentation path, git commit, device, package versions)
       log.csv      epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds, images_per_s
@@ -34,17 +40,23 @@ from competition.data import DataError, FerData
 from competition.errors import SettingsError
 
 CONFIG, LOG, STATE, BEST = "config.json", "log.csv", "state.pt", "best.pt"
+TEACHER = "teacher.npz"  # submissions/teacher.npz: the last ensemble's OOF probabilities, a student's soft targets
 OOF, TEST, DONE, LOCK = "oof.npz", "test.npz", "done.json", "lock"
 LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
-PROVENANCE_KEYS = ("k", "folds_sha1", "data_sha1", "aug")  # a fold belongs to a run only if these match
+PROVENANCE_KEYS = ("k", "folds_sha1", "data_sha1", "aug", "teacher")  # a fold belongs to a run only if these match
 _UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError)  # what a truncated npz or pt raises
+
+
+def member_name(model: str, tag: str = "", seed: int = 0) -> str:
+    """The folder of one trained variant: the architecture, then the tag, then s<seed> for seeds other than 0."""
+    return ".".join([model] + ([tag] if tag else []) + ([f"s{seed}"] if seed else []))
 
 
 @dataclass(frozen=True)
 class FoldFiles:
-    """The paths of one (model, fold)."""
+    """The paths of one (member, fold); fold None is the member's refit on every Training row."""
     model: str
-    fold: int
+    fold: int | None
 
     @property
     def dir(self) -> Path:
@@ -56,9 +68,13 @@ class FoldFiles:
     def is_done(self) -> bool:
         return (self / DONE).exists()
 
+    @property
+    def what(self) -> str:
+        return f"{self.model} " + ("refit" if self.fold is None else f"fold {self.fold}")
+
     def lock(self):
         """Exclusive for the whole fold run; a second process gets LockedError naming the holder."""
-        return file_lock(self / LOCK, blocking=False, what=f"{self.model} fold {self.fold}")
+        return file_lock(self / LOCK, blocking=False, what=self.what)
 
     def remove_stale_temps(self) -> None:
         """Temp files left by a SIGKILL during an atomic write (call only while holding the lock)."""
@@ -175,6 +191,88 @@ def finished_folds(model: str, k: int) -> list[int]:
     return [f for f in range(k) if FoldFiles(model, f).is_done()]
 
 
+def member_config(member: str, k: int | None = None) -> dict:
+    """The config.json of the member's first started fold or refit ({} when nothing is on disk)."""
+    k = fold_count() if k is None else k
+    for fold in [*range(k), None]:
+        config = FoldFiles(member, fold) / CONFIG
+        if config.exists():
+            return json.loads(config.read_text())
+    return {}
+
+
+def arch_of(member: str, k: int | None = None) -> str:
+    """The architecture a member trains (config.json's model); the name itself when nothing is on disk."""
+    return member_config(member, k).get("model", member)
+
+
+def is_student(member: str, k: int | None = None) -> bool:
+    """Trained against a teacher's soft targets: its OOF saw the teacher's folds' labels, so it must not be
+    weighted on OOF beside other members."""
+    return bool(member_config(member, k).get("teacher"))
+
+
+def refit_epochs(member: str, k: int) -> tuple[int, list[int]]:
+    """(epochs, the folds' best epochs): the refit stops where its folds were best, at the median best epoch
+    (rounded up). Refused until every fold is finished: the rule needs all of them."""
+    missing = [f for f in range(k) if not FoldFiles(member, f).is_done()]
+    if missing:
+        raise SettingsError(f"{member}: a refit needs all {k} folds finished (its epochs are their median best "
+                            f"epoch); fold(s) {missing} are not. Train them first: --folds all")
+    best = [int(read_done(FoldFiles(member, f))["best_epoch"]) for f in range(k)]
+    return int(np.ceil(np.median(best))), best
+
+
+def refit_test_logits(member: str) -> np.ndarray | None:
+    """The member's refit test logits (TTA), or None when it has no finished refit."""
+    files = FoldFiles(member, None)
+    if not files.is_done():
+        return None
+    return _finite(read_npz(files / TEST)["logits"], files / TEST, "logits")
+
+
+@dataclass
+class Teacher:
+    """Soft targets for distillation: an ensemble's OOF probabilities per Training row, mixed with the labels."""
+    path: Path
+    sha1: str
+    rows: np.ndarray  # (n,) sorted Training rows
+    probs: np.ndarray  # (n, 7)
+    weight: float  # target = weight x teacher probabilities + (1 - weight) x one-hot label
+
+    def targets(self, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """(len(rows), 7) float32 soft targets; every row must have a teacher prediction."""
+        at = np.searchsorted(self.rows, rows)
+        known = (at < len(self.rows)) & (self.rows[np.minimum(at, len(self.rows) - 1)] == rows)
+        if not known.all():
+            raise SettingsError(f"{self.path}: no teacher prediction for {int((~known).sum())} of the "
+                                f"{len(rows)} Training rows to train on. Make the teacher from models with "
+                                f"every fold finished: python -m competition.ensemble")
+        onehot = np.eye(self.probs.shape[1], dtype=np.float32)[labels]
+        return (self.weight * self.probs[at] + (1 - self.weight) * onehot).astype(np.float32)
+
+    def provenance(self) -> dict:
+        return {"sha1": self.sha1, "weight": self.weight}
+
+
+def save_teacher(path: Path, rows: np.ndarray, probs: np.ndarray, members: list[str]) -> None:
+    save_npz(path, rows=rows.astype(np.int64), probs=probs.astype(np.float32), members=np.array(members))
+
+
+def load_teacher(path: Path, weight: float) -> Teacher:
+    if not 0 < weight <= 1:
+        raise SettingsError(f"--teacher-weight {weight}: expected a number in (0, 1]")
+    if not path.exists():
+        raise SettingsError(f"{path}: no teacher file. Write one with python -m competition.ensemble "
+                            f"(it saves {TEACHER} beside the submission).")
+    z = read_npz(path)
+    probs = _finite(z["probs"], path, "probs")
+    if probs.ndim != 2 or len(probs) != len(z["rows"]) or not np.allclose(probs.sum(1), 1, atol=1e-3):
+        raise DataError(f"{path}: probs must be (rows, classes) probabilities summing to 1. Write it again "
+                        f"with python -m competition.ensemble.")
+    return Teacher(path, _sha1_of_file(str(path), path.stat().st_mtime_ns), z["rows"], probs, weight)
+
+
 def available_models() -> list[str]:
     """Every model folder under folds/ with at least one finished fold."""
     if not paths.folds_dir().is_dir():
@@ -185,7 +283,7 @@ def available_models() -> list[str]:
 
 @dataclass
 class ModelLogits:
-    model: str
+    model: str  # the member (its folder under folds/)
     folds: list[int]  # the folds included
     oof_rows: np.ndarray  # (n,) int64 Training rows (folds.csv `row`), sorted
     oof_labels: np.ndarray  # (n,) int64
@@ -196,6 +294,7 @@ class ModelLogits:
     test_logits_per_fold: np.ndarray  # (F, M, 7) with TTA
     fold_val_acc: dict[int, float]
     done: dict[int, dict]  # each fold's done.json
+    refit_share: float = 0.0  # the share of test_logits that is the member's refit (blending.with_refit)
 
 
 def _finite(array: np.ndarray, path: Path, key: str) -> np.ndarray:

@@ -12,7 +12,15 @@ labels), so test labels cannot leak into them. Used by the ensemble command and 
     models = [artifacts.load_model(n) for n in ("bn_cnn", "resnet_cbam48")]
     weights = blending.fit_weights(models); oof, test = blending.combine(models, weights)
     oof, test = blending.stack(models)  # log-probabilities, on common_oof's rows and the test rows
+
+Refits (a member trained on every Training row, competition.artifacts) have no OOF predictions, so no weight
+can be fitted for them. The rule (`with_refit`): a member's test logits become (1 - share) x its folds' mean +
+share x its refit's, with share REFIT_SHARE = 1/2 unless the user says otherwise; the member's OOF logits, and
+so its fitted weight, stay its folds'. The share is a stated prior, not a fitted number: fitting it would need
+labels the refit has not seen, and only test labels are left.
 """
+import dataclasses
+
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
@@ -21,6 +29,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from competition import artifacts
 from competition.artifacts import ModelLogits
 from competition.data import FerData
 from models.fer import NUM_CLASSES
@@ -32,6 +41,9 @@ STACK_FOLDS = 5  # cross_val_predict folds over the OOF rows for the stacker's o
 STACK_SEED = 0  # their shuffle: fixed, so a rerun gives the same OOF score
 STACK_C = 1.0  # inverse L2 strength of the logistic regression (sklearn's default; not tuned)
 FLOOR = np.log(1e-12)  # log-probability given to a class the stacker never saw in its training labels
+
+
+REFIT_SHARE = 0.5  # a refit's share of its member's test logits (see the module docstring)
 
 
 class FitError(UserError):
@@ -53,6 +65,19 @@ def common_oof(models: list[ModelLogits]) -> tuple[np.ndarray, np.ndarray, list[
         raise SettingsError(f"models {[m.model for m in models]} share no OOF rows (their folds do not overlap).")
     picks = [np.searchsorted(m.oof_rows, rows) for m in models]
     return rows, models[0].oof_labels[picks[0]], [m.oof_logits[p] for m, p in zip(models, picks)]
+
+
+def with_refit(model: ModelLogits, share: float = REFIT_SHARE) -> ModelLogits:
+    """The member with its refit's test logits mixed in at `share` (unchanged when it has no finished refit)."""
+    if not 0 <= share <= 1:
+        raise SettingsError(f"refit share {share}: expected a number in [0, 1]")
+    refit = artifacts.refit_test_logits(model.model) if share else None
+    if refit is None:
+        return model
+    if refit.shape != model.test_logits.shape:
+        raise SettingsError(f"{model.model}: its refit has test logits of shape {refit.shape}, its folds "
+                            f"{model.test_logits.shape}; train the refit again on the current data.")
+    return dataclasses.replace(model, test_logits=(1 - share) * model.test_logits + share * refit, refit_share=share)
 
 
 def blend(logits: list[np.ndarray], weights: np.ndarray, average: str) -> np.ndarray:

@@ -103,8 +103,13 @@ def load_checkpoint(path, device: torch.device) -> tuple[torch.nn.Module, dict]:
 # ---------------------------------------------------------------- the parts of a run
 
 def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.device,
-          model: torch.nn.Module | None = None) -> TrainParts:
-    """Model (or the one given), optimizer, scheduler, EMA, loss and mixup from timm's factories."""
+          model: torch.nn.Module | None = None, soft_targets: bool = False) -> TrainParts:
+    """Model (or the one given), optimizer, scheduler, EMA, loss and mixup from timm's factories.
+    soft_targets: the batches carry (batch, 7) target probabilities (a teacher's) instead of class indices;
+    the loss is then the cross-entropy against them, and label smoothing is the teacher's to give."""
+    if soft_targets and (recipe.mixup or recipe.cutmix):
+        raise SettingsError("training against a teacher's soft targets with mixup or cutmix is not supported: "
+                            "--set mixup=0 --set cutmix=0")
     step = scaled(recipe)
     model = (model or create_model(model_name, recipe.drop_rate)).to(device, memory_format=torch.channels_last)
     fused = {"fused": True} if device.type == "cuda" and recipe.opt.lower() in ("adam", "adamw", "sgd") else {}
@@ -118,12 +123,14 @@ def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.d
     ema = ModelEmaV3(model, decay=step.ema_decay, use_warmup=True) if step.ema_decay else None
     mixup = (Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.label_smoothing,
                    num_classes=NUM_CLASSES) if recipe.mixup or recipe.cutmix else None)
-    loss_fn = SoftTargetCrossEntropy() if mixup else torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    loss_fn = (SoftTargetCrossEntropy() if mixup or soft_targets
+               else torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing))
     return TrainParts(model, optimizer, scheduler, ema, loss_fn, mixup, step, recipe.clip_grad)
 
 
 class BatchSource:
-    """Shuffled, augmented training batches of a fixed set of rows, the same for the same epoch seed."""
+    """Shuffled, augmented training batches of a fixed set of rows, the same for the same epoch seed.
+    `labels`: class indices (n,), or soft targets (n, 7) that sum to 1 per row."""
 
     def __init__(self, images_u8, labels, recipe: Recipe, device: torch.device, aug: str = "auto"):
         self.recipe, self.device = recipe, device
@@ -181,7 +188,7 @@ def train_one_epoch(parts: TrainParts, source: BatchSource, seed: int, start_ste
         if parts.ema is not None:
             parts.ema.update(model, step=step)
         loss_sum += loss.detach().float() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
+        correct += (logits.detach().argmax(1) == (y if y.ndim == 1 else y.argmax(1))).sum()
     seen = source.steps * source.batch
     loss_value, acc_value = loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1)  # the epoch's one sync
     seconds = time.perf_counter() - start

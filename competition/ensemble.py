@@ -4,6 +4,8 @@
     python -m competition.ensemble --models bn_cnn,resnet_cbam --weights oof --average probs
     python -m competition.ensemble --models bn_cnn --allow-missing   # use the folds that are done
     python -m competition.ensemble --combiner auto                   # average or stack, the higher OOF
+    python -m competition.ensemble --models bn_cnn,bn_cnn.s1 --refit-share 0.5   # seeds; refits mixed in
+    python -m competition.ensemble --models bn_cnn.student           # a refit-only student, alone
 
 Each model's test logits are the mean over its folds (TTA already applied by competition.train_folds);
 models are then combined with equal weights, or with weights fitted on out-of-fold predictions only:
@@ -14,6 +16,13 @@ stack, fitted the same way: OOF logits and Training labels only; its OOF score f
 A model with an unfinished fold (no done.json) is refused unless --allow-missing; so is a fold whose OOF rows
 are not that fold's rows in the current folds.csv, or whose logits hold NaN or inf. Loading is
 competition.artifacts', combining competition.blending's; this module is the command.
+
+Members with a finished refit (folds/<member>/refit/) get it mixed into their test logits at --refit-share
+(blending.with_refit's stated rule; their OOF, and so their weight, stay their folds'). A student (trained
+against a teacher) is refused beside other members: its OOF saw the teacher's labels of every fold, so
+weights fitted on it would favour it unfairly; alone it is submitted as it is (a refit-only student has no
+OOF: n/a). Every ensemble without a student also writes submissions/teacher.npz: its OOF probabilities per
+Training row, the soft targets for `train_folds --teacher`.
 
 Writes submissions/<UTC time>_<models>.csv and submissions/submission.csv (validated first, written
 atomically) and appends a row to submissions/leaderboard.csv: OOF accuracy, and accuracy on PublicTest
@@ -32,10 +41,13 @@ import numpy as np
 from competition import artifacts, paths
 from competition.artifacts import ModelLogits
 from competition.atomic import atomic_write_text, file_lock
-from competition.blending import AVERAGES, COMBINERS, accuracy, combine, common_oof, fit_weights, score, stack
+from competition.blending import (AVERAGES, COMBINERS, REFIT_SHARE, accuracy, combine, common_oof, fit_weights,
+                                  score, stack, with_refit)
 from competition.data import load_dataset
 from competition.errors import SettingsError, run_command
 from competition.folds import load_folds
+from scipy.special import softmax
+
 from competition.submission import format_submission, write_submission
 
 LEADERBOARD_COLUMNS = ("file", "models", "weights", "average", "oof", "public", "private", "time")
@@ -57,7 +69,8 @@ def leaderboard_row(file: str, models: list[str], weights, average: str, scores:
 def table(models: list[ModelLogits], weights, scores: list[dict], ensemble: dict) -> str:
     lines = [f"{'model':16s} {'folds':>9s} {'weight':>7s} {'oof':>7s} {'public':>7s} {'private':>7s}"]
     weights = [None] * len(models) if weights is None else weights
-    named = [(m.model, ",".join(map(str, m.folds)), "-" if w is None else f"{w:.4f}", s)
+    named = [(m.model, ",".join(map(str, m.folds)) + ("+refit" if m.refit_share else ""),
+              "-" if w is None else f"{w:.4f}", s)
              for m, w, s in zip(models, weights, scores)]
     for name, folds, weight, s in named + [("ensemble", "", "", ensemble)]:
         lines.append(f"{name:16s} {folds:>9s} {weight:>7s} {fmt(s['oof']):>7s} {fmt(s['public']):>7s} "
@@ -101,33 +114,74 @@ def choose_combiner(models: list[ModelLogits], combiner: str, oof, test, labels,
     return stack_oof, stack_test, "stack"
 
 
-def run(names: list[str], weighting: str, average: str, allow_missing: bool, combiner: str = "average") -> Path:
-    data = load_dataset()
-    fold_of_row = load_folds(len(data.train_labels))
-    models = [artifacts.load_model(name, allow_missing, fold_of_row) for name in names]
+def load_members(names: list[str], allow_missing: bool, fold_of_row, data, refit_share: float) -> list[ModelLogits]:
+    k = artifacts.fold_count()
+    students = [n for n in names if artifacts.is_student(n, k)]
+    if students and len(names) > 1:
+        raise SettingsError(f"{students}: students (trained against a teacher) can't be weighted on OOF beside "
+                            f"other members: their OOF saw the teacher's labels of every fold. Submit a student "
+                            f"alone: --models {students[0]}")
+    models = [with_refit(artifacts.load_model(name, allow_missing, fold_of_row), refit_share) for name in names]
     for m in models:
         artifacts.check_against(m, data)
         for f in m.folds:
             print(f"in: {m.model} fold{f}  val_acc {m.fold_val_acc[f]:.4f}  "
                   f"best epoch {m.done[f].get('best_epoch')} of {m.done[f].get('epochs_run')}")
-    weights = fit_weights(models, average) if weighting == "oof" else np.full(len(models), 1 / len(models))
-    rows, labels, _ = common_oof(models)
-    oof, test = combine(models, weights, average)
-    oof, test, average = choose_combiner(models, combiner, oof, test, labels, average)
-    weights = None if average == "stack" else weights
-    ensemble = score(oof, labels, test, data)
-    per_model = [score(m.oof_logits, m.oof_labels, m.test_logits, data) for m in models]
-    how = ("stacked: logistic regression on the logits" if weights is None
-           else f"{weighting} weights, averaging {average}")
-    print(f"\n{how}; ensemble OOF over {len(rows)} Training rows\n")
-    print(table(models, weights, per_model, ensemble))
+        if m.refit_share:
+            print(f"in: {m.model} refit, {m.refit_share:g} of its test logits (--refit-share)")
+    return models
+
+
+def member_label(m: ModelLogits) -> str:
+    return m.model + (f"[refit {m.refit_share:g}]" if m.refit_share else "")
+
+
+def refit_only(name: str, data) -> tuple[np.ndarray, dict]:
+    """A member with a refit and no finished fold (a student): its test logits; no OOF score exists."""
+    test = artifacts.refit_test_logits(name)
+    if test is None:
+        artifacts.load_model(name)  # raises: no finished fold, and no refit either
+    if len(test) != len(data.test_labels):
+        raise SettingsError(f"{name}: its refit has {len(test)} test rows, the dataset {len(data.test_labels)}. "
+                            f"Train it again on the current data.")
+    scores = score(test[:0], np.zeros(0, np.int64), test, data)
+    print(f"{name}: refit only (no folds), so no OOF score; PublicTest {fmt(scores['public'])}")
+    return test, scores
+
+
+def run(names: list[str], weighting: str, average: str, allow_missing: bool, combiner: str = "average",
+        refit_share: float = REFIT_SHARE, latest: bool = True) -> Path:
+    data = load_dataset()
+    fold_of_row = load_folds(len(data.train_labels))
+    k = artifacts.fold_count()
+    if len(names) == 1 and not artifacts.finished_folds(names[0], k) and artifacts.FoldFiles(names[0], None).is_done():
+        test, ensemble = refit_only(names[0], data)
+        weights, labels, average = None, names, "refit"
+    else:
+        models = load_members(names, allow_missing, fold_of_row, data, refit_share)
+        weights = fit_weights(models, average) if weighting == "oof" else np.full(len(models), 1 / len(models))
+        rows, labels_oof, _ = common_oof(models)
+        oof, test = combine(models, weights, average)
+        oof, test, average = choose_combiner(models, combiner, oof, test, labels_oof, average)
+        weights = None if average == "stack" else weights
+        ensemble = score(oof, labels_oof, test, data)
+        per_model = [score(m.oof_logits, m.oof_labels, m.test_logits, data) for m in models]
+        how = ("stacked: logistic regression on the logits" if weights is None
+               else f"{weighting} weights, averaging {average}")
+        print(f"\n{how}; ensemble OOF over {len(rows)} Training rows\n")
+        print(table(models, weights, per_model, ensemble))
+        labels = [member_label(m) for m in models]
+        if not any(artifacts.is_student(n, k) for n in names):
+            artifacts.save_teacher(paths.submissions_dir() / artifacts.TEACHER, rows,
+                                   softmax(oof.astype(np.float64), axis=1), names)
     now = datetime.now(timezone.utc)
     path = new_submission_path(names, now)
     text = format_submission(test.argmax(1), data.example_submission)
-    write_submission(text, len(data.test_labels), path, paths.submissions_dir() / "submission.csv")
-    row = leaderboard_row(path.name, names, weights, average, ensemble, now.isoformat(timespec="seconds"))
+    latest_path = paths.submissions_dir() / "submission.csv"
+    write_submission(text, len(data.test_labels), path, *([latest_path] if latest else []))
+    row = leaderboard_row(path.name, labels, weights, average, ensemble, now.isoformat(timespec="seconds"))
     board = append_leaderboard(row)
-    print(f"\nwrote {path} and {path.parent / 'submission.csv'} ({len(test)} rows); appended a row to {board}")
+    print(f"\nwrote {path}{f' and {latest_path}' if latest else ''} ({len(test)} rows); appended a row to {board}")
     return path
 
 
@@ -139,11 +193,15 @@ def _main(argv=None) -> int:
     parser.add_argument("--combiner", choices=COMBINERS, default="average",
                         help="weighted average, logistic-regression stack, or auto: the higher OOF accuracy")
     parser.add_argument("--allow-missing", action="store_true", help="use the finished folds of incomplete models")
+    parser.add_argument("--refit-share", type=float, default=REFIT_SHARE,
+                        help="a member's refit's share of its test logits (a stated rule, never fitted); 0 = ignore refits")
+    parser.add_argument("--keep-latest", action="store_true",
+                        help="leave submissions/submission.csv as it is (write only the dated file and the row)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else artifacts.available_models()
     if not names:
         raise SettingsError(f"no model under {paths.folds_dir()} has a finished fold. Train one: ./run.sh train")
-    run(names, args.weights, args.average, args.allow_missing, args.combiner)
+    run(names, args.weights, args.average, args.allow_missing, args.combiner, args.refit_share, not args.keep_latest)
     return 0
 
 

@@ -4,7 +4,8 @@ All outputs live under the work folder, the repository root unless `FER_WORKDIR`
   data/raw/            the competition files as downloaded or imported
   data/fer2013.npz     the parsed, validated dataset cache (see competition.data)
   folds/folds.csv      training row -> fold
-  folds/<model>/fold<k>/  checkpoints, logs and logits of one fold (see competition.train_folds)
+  folds/<member>/fold<k>/ checkpoints, logs and logits of one fold (see competition.artifacts)
+  folds/<member>/refit/   the same member trained on every Training row (no OOF)
   submissions/         submission CSVs and leaderboard.csv
   reports/             generated reports
 """
@@ -34,8 +35,9 @@ def folds_csv() -> Path:
     return folds_dir() / "folds.csv"
 
 
-def fold_dir(model: str, fold: int) -> Path:
-    return folds_dir() / model / f"fold{fold}"
+def fold_dir(member: str, fold: int | None) -> Path:
+    """fold None: the member's refit on every Training row."""
+    return folds_dir() / member / ("refit" if fold is None else f"fold{fold}")
 
 
 def submissions_dir() -> Path:

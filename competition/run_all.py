@@ -4,12 +4,19 @@
     ./run.sh all --quick --from <zip>                                  # fold 0, epochs sized to end in 30 min
     ./run.sh all --quick --budget 60 --from <zip>                      # the same, sized to an hour
     ./run.sh all --device cuda --models baseline_cnn,bn_cnn,resnet_cbam,resnet_cbam48   # 4 jobs share each GPU
+    ./run.sh all --device cuda --seeds 0,1,2 --refit --distill bn_cnn   # more members, then one student
 
 Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
 finished epoch), so running the same command again after an interruption finishes the work without
 redoing it. Training jobs (model, fold) are spread over parallel processes with torchrun, dealt by expected
 cost: two on a 2-core CPU, and --jobs-per-gpu (4) on each GPU, because one process at its batch leaves much of
 the GPU idle between steps and four side by side kept an H200 98-100% busy (shared/notes/gpu-device.md).
+
+More members (issue #10): --seeds trains each architecture once per seed (a member each), --refit adds each
+member's refit on every Training row (mixed into its test logits by the ensemble's stated --refit-share rule),
+and --distill MODEL trains one student of that architecture against the ensemble's OOF probabilities after
+the ensemble; the student gets a dated submission and a leaderboard row of its own (PublicTest; no OOF),
+while submissions/submission.csv stays the ensemble's.
 """
 import argparse
 import csv
@@ -64,6 +71,7 @@ def processes(device: str, jobs_per_gpu: int) -> int:
 
 
 def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: int, extra: list[str]) -> int:
+    """train_folds on the folds (and refits) of the models, over nproc processes (torchrun when more than one)."""
     args = ["-m", "competition.train_folds", "--model", ",".join(models), "--folds", fold_list,
             "--recipe", recipe, "--device", device, *extra]
     launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
@@ -73,24 +81,28 @@ def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: in
     return subprocess.run([*launcher, *args], cwd=paths.REPO, env=os.environ | {"OMP_NUM_THREADS": "1"}).returncode
 
 
-def summary_table(models: list[str], wall_s: float) -> str:
-    """One table: per architecture folds done, epochs, img/s, training seconds and OOF accuracy (TTA, over
-    its finished folds); then the ensemble's OOF and PublicTest from the leaderboard row just written."""
-    lines = [f"{'model':14s} {'folds':>5s} {'epochs':>6s} {'train img/s':>11s} {'train s':>8s} {'OOF':>7s}"]
-    for name in models:
-        folds = artifacts.finished_folds(name, artifacts.fold_count())
-        if not folds:
-            lines.append(f"{name:14s} {0:5d}   (no finished fold)")
+def summary_table(members: list[str], wall_s: float, board_rows: int = 1) -> str:
+    """One table: per member its finished folds (+refit), epochs, img/s, training seconds and OOF accuracy
+    (TTA, over its finished folds); then the ensemble's (and student's) OOF and PublicTest from the last
+    `board_rows` leaderboard rows, the ones this run wrote."""
+    k = artifacts.fold_count()
+    lines = [f"{'member':18s} {'folds':>7s} {'epochs':>6s} {'train img/s':>11s} {'train s':>8s} {'OOF':>7s}"]
+    for name in members:
+        folds = artifacts.finished_folds(name, k)
+        refit = artifacts.FoldFiles(name, None).is_done()
+        runs = [artifacts.read_done(artifacts.FoldFiles(name, f)) for f in folds + ([None] if refit else [])]
+        if not runs:
+            lines.append(f"{name:18s} {0:7d}   (nothing finished)")
             continue
-        ml = artifacts.load_model(name, allow_missing=True)
-        done = list(ml.done.values())
-        lines.append(f"{name:14s} {len(done):5d} {sum(d['epochs_run'] for d in done):6d} "
-                     f"{sum(d['images_per_s'] for d in done) / len(done):11.0f} "
-                     f"{sum(d['seconds'] for d in done):8.0f} {accuracy(ml.oof_logits, ml.oof_labels):7.4f}")
+        ml = artifacts.load_model(name, allow_missing=True) if folds else None
+        oof = f"{accuracy(ml.oof_logits, ml.oof_labels):7.4f}" if ml else f"{'n/a':>7s}"
+        lines.append(f"{name:18s} {str(len(folds)) + ('+refit' if refit else ''):>7s} "
+                     f"{sum(d['epochs_run'] for d in runs):6d} {sum(d['images_per_s'] for d in runs) / len(runs):11.0f} "
+                     f"{sum(d['seconds'] for d in runs):8.0f} {oof}")
     board = paths.submissions_dir() / "leaderboard.csv"
     if board.exists():
-        row = list(csv.DictReader(board.open()))[-1]
-        lines.append(f"ensemble ({row['models']}): OOF {row['oof']}, PublicTest {row['public']}")
+        for row in list(csv.DictReader(board.open()))[-board_rows:]:
+            lines.append(f"submission {row['file']} ({row['models']}): OOF {row['oof']}, PublicTest {row['public']}")
     lines.append(f"total wall time: {wall_s:.0f} s ({wall_s / 60:.1f} min)")
     return "\n".join(lines)
 
@@ -112,8 +124,14 @@ def _main(argv=None) -> int:
                    help="training processes (default: 2 on CPU, --jobs-per-gpu for each GPU)")
     p.add_argument("--jobs-per-gpu", type=int, default=JOBS_PER_GPU, help="processes sharing one GPU")
     p.add_argument("--report", default=None, help="report folder name under reports/ (default: quick or full)")
+    p.add_argument("--seeds", default="0", help="comma list of seeds: one member per architecture and seed")
+    p.add_argument("--refit", action="store_true", help="also train each member on every Training row")
+    p.add_argument("--distill", default=None, metavar="MODEL",
+                   help="after the ensemble, train one MODEL student against its OOF probabilities")
     args = p.parse_args(argv)
     models = args.models.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    members = [artifacts.member_name(m, "", s) for s in seeds for m in models]
     fold_list = args.folds or ("0" if args.quick else "all")
     recipe = args.recipe or ("quick" if args.quick else "strong")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
@@ -121,21 +139,33 @@ def _main(argv=None) -> int:
     start = time.perf_counter()
     step("data", get_data, args.source)
     step("folds", make_folds, args.k)
+    if minutes and (args.refit or args.distill):
+        raise SettingsError("--refit and --distill train on every Training row with the folds' epochs; they "
+                            "need all folds, so they don't combine with --quick/--budget.")
     extra = (["--aug", "tensor"] if args.quick else []) + (["--epochs", str(args.epochs)] if args.epochs else [])
+    extra += ["--seed", args.seeds]
     if minutes:
         left = minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60
         if left <= 0:
             raise SettingsError(f"--budget {minutes:g} min is spent before training starts; give more minutes.")
         extra += ["--budget", f"{left:.2f}"]
-    step(f"train {','.join(models)} folds {fold_list} ({recipe} recipe)", train, models, fold_list, recipe,
+    train_folds = fold_list + (",refit" if args.refit else "")
+    step(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
          args.device, nproc, extra)
-    ensemble_args = ["--models", ",".join(models), "--weights", "oof" if len(models) > 1 else "equal",
-                     "--combiner", "auto" if len(models) > 1 else "average"]
+    ensemble_args = ["--models", ",".join(members), "--weights", "oof" if len(members) > 1 else "equal",
+                     "--combiner", "auto" if len(members) > 1 else "average"]
     partial = [] if fold_list == "all" else ["--allow-missing"]
     step("ensemble", ensemble.main, ensemble_args + partial)
+    if args.distill:
+        teacher = str(paths.submissions_dir() / artifacts.TEACHER)
+        step(f"distill the ensemble into one {args.distill}", train, [args.distill], "refit", recipe, args.device, 1,
+             extra + ["--teacher", teacher])
+        step("the student's submission", ensemble.main,
+             ["--models", artifacts.member_name(args.distill, "student", seeds[0]), "--keep-latest"])
+        members.append(artifacts.member_name(args.distill, "student", seeds[0]))
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
-    step("report", report.main, ["--out", str(out), "--models", ",".join(models)] + partial)
-    print("\n" + summary_table(models, time.perf_counter() - start))
+    step("report", report.main, ["--out", str(out), "--models", ",".join(members)] + partial)
+    print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
     return 0
 

@@ -5,12 +5,19 @@
     python -m competition.train_folds --model all --device cuda --set batch_size=1024
     python -m competition.train_folds --model resnet18                    # any timm architecture too
     python -m competition.train_folds --model bn_cnn,baseline_cnn --folds 0 --budget 20   # epochs sized to 20 min
+    python -m competition.train_folds --model bn_cnn --seed 0,1,2 --folds all,refit  # 3 members, each + a refit
+    python -m competition.train_folds --model bn_cnn --teacher submissions/teacher.npz --folds refit  # a student
     torchrun --nproc_per_node 4 -m competition.train_folds --model all    # (model, fold) jobs over 4 processes
 
 For each fold k: train on the other folds, validate on fold k after every epoch, keep the epoch with the best
 fold-validation accuracy (the only score used for choosing; test labels are never read here), then write the
 fold folder that competition.artifacts describes (config.json, log.csv, state.pt, best.pt, oof.npz, test.npz,
-done.json). Killed at any moment and started again, a run resumes from its last checkpoint (state.pt, written
+done.json). Each seed is a member of its own (folds/bn_cnn.s1/...). `--folds refit` trains the member on every
+Training row with the same recipe and schedule, and stops at the median best epoch of its folds (rounded up):
+the epoch count is chosen on the folds, never on test labels; a refit waits for folds that another process
+is still training. `--teacher` trains a student (member <model>.student) against soft targets: the teacher's
+OOF probabilities mixed with the labels (--teacher-weight); a student without folds of its own stops where
+its architecture's plain member was best. Killed at any moment and started again, a run resumes from its last checkpoint (state.pt, written
 at most every --checkpoint-every seconds and at the end). Every epoch's shuffling, augmentation and dropout
 are seeded from (seed, fold, epoch), so on CPU a resumed run ends with the same logits as an uninterrupted one.
 
@@ -28,6 +35,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,7 +45,7 @@ from tqdm import tqdm
 import models
 from competition import artifacts, budget
 from competition.artifacts import BEST, CONFIG, DONE, LOG, LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
-from competition.atomic import atomic_write_text
+from competition.atomic import LockedError, atomic_write_text
 from competition.augment import view_count
 from competition.data import load_dataset
 from competition.device import pick_device, tune_for
@@ -97,43 +105,92 @@ def versions() -> dict:
             "albumentations": version("albumentations"), "numpy": np.__version__}
 
 
-class FoldRun:
-    """Everything about training one (model, fold): lock, resume, epochs, checkpoints, final logits."""
+@dataclass(frozen=True)
+class Job:
+    """One thing to train: an architecture's fold (or its refit, fold None) for one seed and tag."""
+    model: str  # the architecture
+    fold: int | None
+    seed: int = 0
+    tag: str = ""
 
-    def __init__(self, model_name, fold, data: Resident, fold_of_row, recipe: Recipe, seed, device, aug,
-                 progress=False, checkpoint_every=30.0, provenance=None, deadline=None):
-        self.name, self.fold, self.recipe, self.seed, self.device = model_name, fold, recipe, seed, device
-        self.files, self.data, self.show_progress = FoldFiles(model_name, fold), data, progress
-        self.checkpoint_every, self.deadline = checkpoint_every, deadline
-        self.train_rows = np.flatnonzero(fold_of_row != fold)
-        self.val_rows = np.flatnonzero(fold_of_row == fold)
-        self.source = BatchSource(data.train_rows(self.train_rows), data.train_labels[self.train_rows],
+    @property
+    def member(self) -> str:
+        return artifacts.member_name(self.model, self.tag, self.seed)
+
+    @property
+    def files(self) -> FoldFiles:
+        return FoldFiles(self.member, self.fold)
+
+
+class FoldRun:
+    """Everything about training one (member, fold) or refit: lock, resume, epochs, checkpoints, final logits."""
+
+    def __init__(self, job: Job, data: Resident, fold_of_row, recipe: Recipe, device, aug, progress=False,
+                 checkpoint_every=30.0, provenance=None, deadline=None, teacher: artifacts.Teacher | None = None,
+                 planned_folds: dict | None = None):
+        self.job, self.name, self.fold, self.recipe, self.seed, self.device = (job, job.model, job.fold, recipe,
+                                                                              job.seed, device)
+        self.files, self.data, self.show_progress = job.files, data, progress
+        self.checkpoint_every, self.deadline, self.refit = checkpoint_every, deadline, job.fold is None
+        self.k = int(fold_of_row.max()) + 1
+        self.train_rows = np.flatnonzero(fold_of_row >= 0 if self.refit else fold_of_row != job.fold)
+        self.val_rows = np.flatnonzero(fold_of_row == job.fold) if not self.refit else self.train_rows[:0]
+        labels = data.train_labels[self.train_rows]
+        self.source = BatchSource(data.train_rows(self.train_rows),
+                                  teacher.targets(self.train_rows, labels) if teacher else labels,
                                   recipe, device, aug)
         self.val_images = data.train_rows(self.val_rows)
         self.val_labels = data.train_labels[self.val_rows]
-        self.config = {"model": model_name, "fold": fold, "recipe": recipe.name, "seed": seed,
+        self.stop_after, self.teacher, self.planned_folds = recipe.epochs, teacher, planned_folds or {}
+        self.config = {"model": job.model, "fold": job.fold, "recipe": recipe.name, "seed": job.seed,
                        "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
                        "threads": torch.get_num_threads(), "settings": as_dict(recipe),
-                       "step": asdict(scaled(recipe)), **(provenance or {})}
+                       "step": asdict(scaled(recipe)), **(provenance or {}),
+                       "teacher": teacher.provenance() if teacher else None}
         self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
 
     def run(self) -> dict:
+        if self.refit:
+            self.plan_refit()
         with self.files.lock():
             artifacts.check_same_run(self.files, self.config)
             if self.files.is_done():
-                print(f"{self.name} fold {self.fold}: finished earlier, skipped ({self.files / DONE})")
+                print(f"{self.files.what}: finished earlier, skipped ({self.files / DONE})")
                 return artifacts.read_done(self.files)
             self.files.remove_stale_temps()
             artifacts.write_config_once(self.files, self.config)
-            torch.manual_seed(epoch_seed(self.seed, self.fold, 0))  # the initial weights
-            self.parts = build(self.name, self.recipe, self.source.steps, self.device)
+            torch.manual_seed(epoch_seed(self.seed, self.seed_fold, 0))  # the initial weights
+            self.parts = build(self.name, self.recipe, self.source.steps, self.device,
+                               soft_targets=self.teacher is not None)
             self.resume()
-            with tqdm(total=self.recipe.epochs, initial=self.progress.epoch, disable=not self.show_progress,
-                      desc=f"{self.name} fold {self.fold} epochs") as bar:
+            with tqdm(total=self.stop_after, initial=self.progress.epoch, disable=not self.show_progress,
+                      desc=f"{self.files.what} epochs") as bar:
                 while not self.progress.finished:
                     self.one_epoch()
                     bar.update(1)
             return self.finish()
+
+    @property
+    def seed_fold(self) -> int:
+        return self.k if self.refit else self.fold  # the refit draws its own shuffles, not fold 0's
+
+    def plan_refit(self) -> None:
+        """The refit's epochs: the median best epoch of the member's folds (of the plain member's, for a
+        student without folds), trained with the same recipe, so with the same schedule."""
+        source = self.job.member
+        if not artifacts.FoldFiles(source, 0).dir.exists() and self.job.tag:
+            source = artifacts.member_name(self.job.model, "", self.job.seed)
+        wait_for_folds(source, self.k, self.planned_folds.get(source, frozenset()))
+        before = json.loads((FoldFiles(source, 0) / CONFIG).read_text()).get("settings")
+        if before != self.config["settings"]:
+            differ = sorted(key for key in self.config["settings"] if (before or {}).get(key) != self.config["settings"][key])
+            raise SettingsError(f"{self.files.what}: its folds ({source}) were trained with other settings "
+                                f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
+                                f"--recipe/--set/--epochs as for the folds.")
+        self.stop_after, best = artifacts.refit_epochs(source, self.k)
+        self.config["refit"] = {"epochs": self.stop_after, "folds_of": source, "best_epochs": best}
+        print(f"{self.files.what}: {self.stop_after} of {self.recipe.epochs} epochs on all {len(self.train_rows)} "
+              f"Training rows (median best epoch of {source}'s folds: {best})")
 
     def resume(self) -> None:
         path = self.files / STATE
@@ -147,34 +204,41 @@ class FoldRun:
             self.parts.ema.load_state_dict(saved["ema"])
         self.best_weights = {k: v.to(self.device) for k, v in saved["best_weights"].items()}
         self.progress = Progress(**saved["progress"])
-        print(f"{self.name} fold {self.fold}: resuming after epoch {self.progress.epoch}")
+        print(f"{self.files.what}: resuming after epoch {self.progress.epoch}")
 
     def one_epoch(self) -> None:
         p, r, parts = self.progress, self.recipe, self.parts
         epoch, started = p.epoch + 1, time.monotonic()
-        seed = epoch_seed(self.seed, self.fold, epoch)
+        seed = epoch_seed(self.seed, self.seed_fold, epoch)
         torch.manual_seed(seed)  # dropout
         np.random.seed(seed)  # timm's Mixup draws from numpy
         stats = train_one_epoch(parts, self.source, seed, start_step=(epoch - 1) * self.source.steps,
-                                desc=f"{self.name} f{self.fold} e{epoch}/{r.epochs}", progress=self.show_progress)
+                                desc=f"{self.files.what} e{epoch}/{self.stop_after}", progress=self.show_progress)
         parts.scheduler.step(epoch)
-        val_loss, val_acc = evaluate(parts.judged, self.val_images, self.val_labels, self.device)
+        val_loss, val_acc = (evaluate(parts.judged, self.val_images, self.val_labels, self.device)
+                             if not self.refit else (float("nan"), float("nan")))  # a refit has nothing held out
         lr = parts.optimizer.param_groups[0]["lr"]
         p.log.append(dict(zip(LOG_COLUMNS, [epoch, stats.loss, stats.acc, val_loss, val_acc, lr,
                                             stats.seconds, stats.images_per_s])))
-        if val_acc > p.best_acc:
-            p.best_acc, p.best_epoch = val_acc, epoch
-            self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
         p.epoch = epoch
-        p.finished = epoch >= r.epochs or bool(r.patience and epoch - p.best_epoch >= r.patience)
+        if self.refit:
+            p.finished = epoch >= self.stop_after
+            if p.finished:
+                p.best_epoch = epoch
+                self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
+        else:
+            if val_acc > p.best_acc:
+                p.best_acc, p.best_epoch = val_acc, epoch
+                self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
+            p.finished = epoch >= r.epochs or bool(r.patience and epoch - p.best_epoch >= r.patience)
         if not p.finished and budget.deadline_passed(self.deadline, time.monotonic() - started):
             p.finished = p.stopped_by_budget = True
-            tqdm.write(f"{self.name} fold {self.fold}: stopped after epoch {epoch} of {r.epochs}: another would end "
+            tqdm.write(f"{self.files.what}: stopped after epoch {epoch} of {r.epochs}: another would end "
                        f"past this fold's share of the --budget")
         atomic_write_text(self.files / LOG, pd.DataFrame(p.log, columns=LOG_COLUMNS).to_csv(index=False))
         if p.finished or time.monotonic() - self.saved_at >= self.checkpoint_every:
             self.checkpoint()
-        tqdm.write(f"{self.name} fold {self.fold} epoch {epoch}/{r.epochs}: loss {stats.loss:.4f} "
+        tqdm.write(f"{self.files.what} epoch {epoch}/{self.stop_after}: loss {stats.loss:.4f} "
                    f"train_acc {stats.acc:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} lr {lr:.2e} "
                    f"{stats.seconds:.1f}s {stats.images_per_s:.0f} img/s" + (" *" if p.best_epoch == epoch else ""))
         sys.stdout.flush()
@@ -189,7 +253,8 @@ class FoldRun:
         self.saved_at = time.monotonic()
 
     def finish(self) -> dict:
-        """Best weights -> best.pt, OOF and test logits (plain and TTA), clean train accuracy, then done.json."""
+        """Best weights -> best.pt, OOF (not for a refit) and test logits (plain and TTA), clean train accuracy,
+        then done.json."""
         p = self.progress
         model = create_model(self.name, self.recipe.drop_rate)
         model.load_state_dict(self.best_weights)
@@ -198,24 +263,50 @@ class FoldRun:
                               "epoch": p.best_epoch, "val_acc": p.best_acc, "recipe": as_dict(self.recipe)},
                              self.files / BEST)
         run = lambda images, tta: infer(model, images, tta, device=self.device)  # noqa: E731
-        oof, oof_plain = run(self.val_images, self.recipe.tta), run(self.val_images, 0)
-        artifacts.save_npz(self.files / OOF, rows=self.val_rows, labels=self.val_labels, logits=oof,
-                           logits_plain=oof_plain)
+        done = {"best_epoch": p.best_epoch, "epochs_run": p.epoch}
+        if not self.refit:
+            oof, oof_plain = run(self.val_images, self.recipe.tta), run(self.val_images, 0)
+            artifacts.save_npz(self.files / OOF, rows=self.val_rows, labels=self.val_labels, logits=oof,
+                               logits_plain=oof_plain)
+            done |= {"val_acc": float((oof.argmax(1) == self.val_labels).mean()),
+                     "val_acc_plain": float((oof_plain.argmax(1) == self.val_labels).mean())}
         artifacts.save_npz(self.files / TEST, logits=run(self.data.test_images, self.recipe.tta),
                            logits_plain=run(self.data.test_images, 0))
-        sample = np.sort(np.random.default_rng(self.fold).permutation(len(self.train_rows))[:TRAIN_ACC_ROWS])
+        sample = np.sort(np.random.default_rng(self.seed_fold).permutation(len(self.train_rows))[:TRAIN_ACC_ROWS])
         train_logits = run(self.data.train_rows(self.train_rows[sample]), 0)
-        done = {"best_epoch": p.best_epoch, "epochs_run": p.epoch,
-                "val_acc": float((oof.argmax(1) == self.val_labels).mean()),
-                "val_acc_plain": float((oof_plain.argmax(1) == self.val_labels).mean()),
-                "train_acc": float((train_logits.argmax(1) == self.data.train_labels[self.train_rows[sample]]).mean()),
-                "train_acc_rows": len(sample), "stopped_by_budget": p.stopped_by_budget,
-                "seconds": float(sum(row["seconds"] for row in p.log)),
-                "images_per_s": float(np.mean([row["images_per_s"] for row in p.log]))}
+        done |= {"refit": self.refit,
+                 "train_acc": float((train_logits.argmax(1) == self.data.train_labels[self.train_rows[sample]]).mean()),
+                 "train_acc_rows": len(sample), "stopped_by_budget": p.stopped_by_budget,
+                 "seconds": float(sum(row["seconds"] for row in p.log)),
+                 "images_per_s": float(np.mean([row["images_per_s"] for row in p.log]))}
         atomic_write_text(self.files / DONE, json.dumps(done, indent=2))
-        print(f"{self.name} fold {self.fold}: best epoch {done['best_epoch']}, val_acc {done['val_acc']:.4f} "
-              f"(no TTA {done['val_acc_plain']:.4f}), clean train_acc {done['train_acc']:.4f}")
+        scores = ("" if self.refit else f", val_acc {done['val_acc']:.4f} (no TTA {done['val_acc_plain']:.4f})")
+        print(f"{self.files.what}: best epoch {done['best_epoch']}{scores}, clean train_acc {done['train_acc']:.4f}")
         return done
+
+
+def wait_for_folds(member: str, k: int, planned: frozenset = frozenset(), poll_s: float = 5.0) -> None:
+    """Until every fold of `member` is done, while the missing ones are being trained or are among this
+    launch's jobs (`planned`: dealt to another process, which torchrun stops with this one if it fails);
+    refused at once when a missing fold is neither."""
+    announced = False
+    while missing := [f for f in range(k) if not FoldFiles(member, f).is_done()]:
+        if any(f not in planned and not is_locked(FoldFiles(member, f)) for f in missing):
+            artifacts.refit_epochs(member, k)  # raises, naming the folds to train first (unless done meanwhile)
+        elif not announced:
+            print(f"{member} refit: waiting for fold(s) {missing}, trained by another process", flush=True)
+            announced = True
+        time.sleep(poll_s)
+
+
+def is_locked(files: FoldFiles) -> bool:
+    if not files.dir.exists():
+        return False
+    try:
+        with files.lock():
+            return False
+    except LockedError:
+        return True
 
 
 # ---------------------------------------------------------------- jobs
@@ -229,43 +320,59 @@ def parse_models(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def plan_jobs(names: list[str], fold_spec: str, k: int) -> list[tuple[str, int]]:
+def parse_list(spec: str, what: str) -> list[int]:
     try:
-        folds = list(range(k)) if fold_spec == "all" else [int(f) for f in fold_spec.split(",")]
+        return [int(x) for x in spec.split(",") if x.strip()]
     except ValueError:
-        raise SettingsError(f"--folds {fold_spec!r}: expected a comma list of fold numbers, or all") from None
+        raise SettingsError(f"{what} {spec!r}: expected a comma list of whole numbers") from None
+
+
+def plan_jobs(names: list[str], fold_spec: str, k: int, seeds: list[int] = (0,), tag: str = "") -> list[Job]:
+    """Every (architecture, seed, fold) asked for, folds before refits; `fold_spec` is a comma list of fold
+    numbers, `all` and `refit`."""
+    parts = [p.strip() for p in fold_spec.split(",") if p.strip()]
+    folds = [f for p in parts if p != "refit" for f in (range(k) if p == "all" else parse_list(p, "--folds"))]
     bad = [f for f in folds if not 0 <= f < k]
     if bad:
         raise SettingsError(f"fold {bad} out of range: folds/folds.csv has folds 0..{k - 1}")
-    return list(dict.fromkeys((n, f) for n in names for f in folds))  # --folds 0,0 trains fold 0 once
+    targets = list(dict.fromkeys(folds)) + ([None] if "refit" in parts else [])  # --folds 0,0 trains fold 0 once
+    if not targets:
+        raise SettingsError(f"--folds {fold_spec!r}: name fold numbers, all, or refit")
+    return list(dict.fromkeys(Job(n, f, s, tag) for n in names for s in seeds for f in targets))
 
 
-def deal(jobs: list[tuple[str, int]], costs: dict, world: int) -> list[list[tuple[str, int]]]:
-    """Longest job first to the least loaded process (LPT): the processes end close together."""
+def deal(jobs: list[Job], costs: dict, world: int) -> list[list[Job]]:
+    """Longest job first to the least loaded process (LPT): the processes end close together. Each process
+    trains its folds before its refits (a refit needs its member's folds)."""
     shares, loads = [[] for _ in range(world)], [0.0] * world
     for job in sorted(jobs, key=lambda j: -costs[j]):
         least = loads.index(min(loads))
         shares[least].append(job)
         loads[least] += costs[job]
-    return shares
+    return [sorted(share, key=lambda j: j.fold is None) for share in shares]
 
 
-def job_costs(jobs, recipes: dict[str, Recipe], device_type: str) -> dict:
+def job_costs(jobs: list[Job], recipes: dict[str, Recipe], device_type: str) -> dict:
     table = IMAGE_COST[device_type]
-    return {(n, f): recipes[n].epochs * table.get(n, max(table.values())) for n, f in jobs}
+    rows = {None: 1.25}  # a refit trains on k/(k-1) as many rows (5 folds); a fold on 1
+    return {j: recipes[j.model].epochs * table.get(j.model, max(table.values())) * rows.get(j.fold, 1.0)
+            for j in jobs}
 
 
-def fit_budget(minutes: float, mine, recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
-               aug: str) -> tuple[dict[str, Recipe], list[float | None]]:
+def fit_budget(minutes: float, mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row,
+               device, aug: str) -> tuple[dict[str, Recipe], list[float | None]]:
     """Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
     jobs cost nothing, and a started fold keeps the epochs it started with."""
+    if any(j.fold is None for j in mine):
+        raise SettingsError("--budget sizes fold runs only; train refits in a command of their own, "
+                            "without --budget (they repeat their folds' recipe).")
     start = time.monotonic()
-    fixed = {n: json.loads((FoldFiles(n, f) / CONFIG).read_text())["epochs"] for n, f in mine
-             if (FoldFiles(n, f) / CONFIG).exists()}  # a model keeps the epochs its first started fold got
-    todo = [(n, f) for n, f in mine if not FoldFiles(n, f).is_done()]
+    fixed = {j.model: json.loads((j.files / CONFIG).read_text())["epochs"] for j in mine
+             if (j.files / CONFIG).exists()}  # a model keeps the epochs its first started fold got
+    todo = [j for j in mine if not j.files.is_done()]
     if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
         return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
-    counts = {n: sum(1 for m, _ in todo if m == n) for n, _ in todo}
+    counts = {j.model: sum(1 for t in todo if t.model == j.model) for j in todo}
     sample = np.arange(min(len(fold_of_row), 4 * 512))
     speeds = {n: budget.measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
               for n in counts}
@@ -281,27 +388,35 @@ def fit_budget(minutes: float, mine, recipes: dict[str, Recipe], resident: Resid
     return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
 
 
-def job_deadlines(mine, todo, by_name: dict, end: float) -> list[float | None]:
+def job_deadlines(mine: list[Job], todo: list[Job], by_name: dict, end: float) -> list[float | None]:
     """When each job must stop training: the budget's end less the planned cost of the jobs after it and its
     own final inference. A job may so use what an earlier one saved, and is cut only when the whole budget
     is at risk (the 30-minute run showed per-job deadlines cutting epochs with minutes left over)."""
-    cost = [by_name[n].seconds / by_name[n].folds if (n, f) in todo else 0.0 for n, f in mine]
-    return [end - sum(cost[i + 1:]) - by_name[n].finish_s if (n, f) in todo else None
-            for i, (n, f) in enumerate(mine)]
+    cost = [by_name[j.model].seconds / by_name[j.model].folds if j in todo else 0.0 for j in mine]
+    return [end - sum(cost[i + 1:]) - by_name[j.model].finish_s if j in todo else None
+            for i, j in enumerate(mine)]
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True,
                    help=f"one of {', '.join(models.MODEL_NAMES)}, any timm architecture, a comma list, or all")
-    p.add_argument("--folds", default="all", help="comma list of fold indices, or all")
+    p.add_argument("--folds", default="all",
+                   help="comma list of fold numbers, all, and refit (every Training row; after the folds)")
     p.add_argument("--recipe", default="strong", choices=sorted(RECIPES))
     p.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe knob")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--aug", default="auto", choices=["auto", "albumentations", "tensor"],
                    help="augmentation path: auto = tensor on CUDA, albumentations on CPU")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", default="0", help="a seed or a comma list; each seed other than 0 is a member of "
+                                                 "its own (folds/<model>.s<seed>)")
+    p.add_argument("--tag", default="", help="member name suffix: folds/<model>.<tag> (e.g. to compare settings)")
+    p.add_argument("--teacher", type=Path, default=None, metavar="NPZ",
+                   help="train against this teacher's soft targets (python -m competition.ensemble writes "
+                        "submissions/teacher.npz); the member is <model>.student unless --tag says otherwise")
+    p.add_argument("--teacher-weight", type=float, default=0.5,
+                   help="soft target = w x teacher probabilities + (1 - w) x one-hot label")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads per process; 0 = the cores shared out among this machine's processes")
     p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
@@ -319,12 +434,16 @@ def _main(argv=None) -> int:
     device = pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
     tune_for(device)
     names = parse_models(args.model)
+    seeds = parse_list(args.seed, "--seed")
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
     k = artifacts.fold_count()
-    jobs = plan_jobs(names, args.folds, k)
+    teacher = artifacts.load_teacher(args.teacher, args.teacher_weight) if args.teacher else None
+    tag = args.tag or ("student" if teacher else "")
+    jobs = plan_jobs(names, args.folds, k, seeds, tag)
     recipes = {n: get_recipe(args.recipe, n, overrides, device.type) for n in names}
     mine = deal(jobs, job_costs(jobs, recipes, device.type), world)[rank]
+    planned = {m: frozenset(j.fold for j in jobs if j.member == m and j.fold is not None) for m in {j.member for j in jobs}}
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
     provenance = {"k": k, "folds_sha1": artifacts.folds_sha1(),  # once per process, not per fold
                   "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images),
@@ -334,9 +453,9 @@ def _main(argv=None) -> int:
     if args.budget > 0:
         recipes, deadlines = fit_budget(args.budget, mine, recipes, resident, fold_of_row, device, args.aug)
     start = time.perf_counter()
-    for (name, fold), deadline in zip(mine, deadlines):
-        FoldRun(name, fold, resident, fold_of_row, recipes[name], args.seed, device, args.aug,
-                sys.stderr.isatty(), args.checkpoint_every, provenance, deadline).run()
+    for job, deadline in zip(mine, deadlines):
+        FoldRun(job, resident, fold_of_row, recipes[job.model], device, args.aug, sys.stderr.isatty(),
+                args.checkpoint_every, provenance, deadline, teacher, planned).run()
     print(f"rank {rank}: {len(mine)} job(s) done in {time.perf_counter() - start:.0f} s")
     return 0
 

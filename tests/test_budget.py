@@ -59,7 +59,7 @@ def test_budget_prints_the_plan_and_the_run_ends_within_it(prepared, capsys):
 
 
 def test_a_fold_past_its_deadline_stops_and_says_so(prepared):
-    run = train_folds.FoldRun("baseline_cnn", 2, *_inputs(), deadline=time.monotonic())
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 2), *_inputs(), deadline=time.monotonic())
     done = run.run()
     assert done["epochs_run"] == 1 and done["stopped_by_budget"] is True
 
@@ -69,12 +69,12 @@ def _inputs():
     fold_of_row = folds.load_folds(len(data.train_labels))
     resident = train_folds.Resident.place(data, torch.device("cpu"), "auto")
     recipe = get_recipe("strong", "baseline_cnn", {"batch_size": 16, "epochs": 5})
-    return resident, fold_of_row, recipe, 0, torch.device("cpu"), "auto"
+    return resident, fold_of_row, recipe, torch.device("cpu"), "auto"
 
 
 def test_a_job_may_use_what_an_earlier_one_saved():
     plans = {p.model: p for p in budget.plan(20 * 60, {"bn_cnn": 1, "baseline_cnn": 1}, SPEEDS, ROWS, VIEWS, CAP)}
-    mine = [("bn_cnn", 0), ("baseline_cnn", 0)]
+    mine = [train_folds.Job("bn_cnn", 0), train_folds.Job("baseline_cnn", 0)]
     ends = train_folds.job_deadlines(mine, mine, plans, end=1000.0)
     assert ends[1] == pytest.approx(1000.0 - plans["baseline_cnn"].finish_s)  # the last job: the budget's end
     assert ends[0] == pytest.approx(1000.0 - plans["baseline_cnn"].seconds - plans["bn_cnn"].finish_s)

@@ -1,0 +1,119 @@
+"""More members for the ensemble: seeds, refits on every Training row, and a distilled student."""
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from competition import artifacts, blending, ensemble, folds, paths, train_folds
+from competition.artifacts import FoldFiles
+from competition.errors import SettingsError
+from tests.fake_runs import make_dataset, make_run
+
+FAST = ["--set", "batch_size=16", "--threads", "1", "--checkpoint-every", "0"]
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    fd = make_dataset(tmp_path, n_train=150)
+    folds.main(["--k", "3"])
+    return fd
+
+
+def train(*args):
+    assert train_folds.main(["--model", "baseline_cnn", "--epochs", "3", *FAST, *args]) == 0
+
+
+def test_a_refit_trains_every_row_and_stops_at_the_median_best_epoch_of_its_folds(prepared):
+    train("--folds", "all,refit")
+    refit = FoldFiles("baseline_cnn", None)
+    best = [artifacts.read_done(FoldFiles("baseline_cnn", f))["best_epoch"] for f in range(3)]
+    done, config = artifacts.read_done(refit), json.loads((refit / "config.json").read_text())
+    assert done["refit"] and done["epochs_run"] == done["best_epoch"] == int(np.ceil(np.median(best)))
+    assert config["refit"] == {"epochs": done["epochs_run"], "folds_of": "baseline_cnn", "best_epochs": best}
+    assert not (refit / "oof.npz").exists() and "val_acc" not in done  # nothing was held out
+    assert artifacts.refit_test_logits("baseline_cnn").shape == (len(prepared.test_labels), 7)
+    assert len(open(refit / "log.csv").read().splitlines()) == done["epochs_run"] + 1
+    assert artifacts.available_models() == ["baseline_cnn"]  # a refit is not a member of its own
+
+
+def test_a_refit_needs_its_folds_finished_and_their_recipe(prepared, capsys):
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "refit", *FAST]) == 2
+    assert "all 3 folds finished" in capsys.readouterr().err
+    train("--folds", "all")
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "refit", "--epochs", "3", *FAST,
+                             "--set", "lr=0.01"]) == 2
+    assert "(lr differ)" in capsys.readouterr().err  # the folds' recipe, or none
+    assert not FoldFiles("baseline_cnn", None).is_done()
+
+
+def test_a_refit_waits_for_folds_this_launch_is_training_elsewhere(prepared, monkeypatch):
+    train("--folds", "0,1")
+    done_later = threading.Timer(0.3, lambda: train("--folds", "2"))
+    done_later.start()
+    started = time.monotonic()
+    train_folds.wait_for_folds("baseline_cnn", 3, planned=frozenset({2}), poll_s=0.1)
+    done_later.join()
+    assert FoldFiles("baseline_cnn", 2).is_done() and time.monotonic() - started >= 0.3
+    (FoldFiles("baseline_cnn", 2) / "done.json").unlink()
+    with pytest.raises(SettingsError, match=r"fold\(s\) \[2\]"):  # not planned, not locked: at once
+        train_folds.wait_for_folds("baseline_cnn", 3, planned=frozenset(), poll_s=10)
+
+
+def test_each_seed_is_a_member_of_its_own(prepared):
+    train("--folds", "0", "--seed", "0,1")
+    zero, one = (np.load(FoldFiles(m, 0) / "test.npz")["logits"] for m in ("baseline_cnn", "baseline_cnn.s1"))
+    assert not np.allclose(zero, one)  # other initial weights, shuffles and augmentations
+    assert json.loads((FoldFiles("baseline_cnn.s1", 0) / "config.json").read_text())["seed"] == 1
+    assert artifacts.arch_of("baseline_cnn.s1") == "baseline_cnn"
+
+
+def test_a_refit_takes_its_stated_share_of_the_members_test_logits(tmp_path):
+    make_run(tmp_path, {"bn_cnn": 0.7})
+    folds_only = artifacts.load_model("bn_cnn")
+    refit = np.random.default_rng(0).normal(size=folds_only.test_logits.shape).astype(np.float32)
+    files = FoldFiles("bn_cnn", None)
+    files.dir.mkdir(parents=True)
+    np.savez(files / "test.npz", logits=refit, logits_plain=refit)
+    assert blending.with_refit(folds_only).refit_share == 0  # no done.json: no refit yet
+    (files / "done.json").write_text(json.dumps({"refit": True}))
+    mixed = blending.with_refit(folds_only, 0.25)
+    assert np.allclose(mixed.test_logits, 0.75 * folds_only.test_logits + 0.25 * refit)
+    assert np.array_equal(mixed.oof_logits, folds_only.oof_logits)  # OOF, and so the weight, stay the folds'
+    assert blending.with_refit(folds_only, 0).test_logits is folds_only.test_logits
+    with pytest.raises(SettingsError, match="refit share"):
+        blending.with_refit(folds_only, 1.5)
+
+
+def test_teacher_targets_mix_the_ensembles_oof_probabilities_with_the_labels(tmp_path):
+    probs = np.full((4, 7), 1 / 7, np.float32)
+    path = tmp_path / "teacher.npz"
+    artifacts.save_teacher(path, np.array([0, 2, 5, 9]), probs, ["a", "b"])
+    teacher = artifacts.load_teacher(path, 0.5)
+    targets = teacher.targets(np.array([5, 0]), np.array([3, 1]))
+    assert np.allclose(targets.sum(1), 1) and np.allclose(targets[0, 3], 0.5 + 0.5 / 7)
+    assert (targets.argmax(1) == [3, 1]).all()  # at weight 0.5 the label always stays the argmax
+    with pytest.raises(SettingsError, match="no teacher prediction for 1 of the 2"):
+        teacher.targets(np.array([5, 6]), np.array([0, 0]))
+    with pytest.raises(SettingsError, match="teacher-weight"):
+        artifacts.load_teacher(path, 0)
+
+
+def test_a_student_learns_from_the_ensembles_teacher_file_and_is_submitted_alone(prepared):
+    train("--folds", "all")
+    assert ensemble.main(["--models", "baseline_cnn"]) == 0
+    teacher_path = paths.submissions_dir() / "teacher.npz"
+    z = np.load(teacher_path)
+    assert np.array_equal(z["rows"], np.arange(150)) and np.allclose(z["probs"].sum(1), 1, atol=1e-4)
+    train("--folds", "refit", "--teacher", str(teacher_path))
+    student = FoldFiles("baseline_cnn.student", None)
+    config = json.loads((student / "config.json").read_text())
+    assert config["teacher"]["weight"] == 0.5 and config["refit"]["folds_of"] == "baseline_cnn"
+    assert artifacts.is_student("baseline_cnn.student")
+    assert ensemble.main(["--models", "baseline_cnn.student"]) == 0
+    row = open(paths.submissions_dir() / "leaderboard.csv").read().splitlines()[-1]
+    assert ",baseline_cnn.student,n/a,refit,n/a," in row  # no OOF: a refit-only student has none
+    assert ensemble.main(["--models", "baseline_cnn,baseline_cnn.student"]) == 2  # never weighted beside others
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--teacher", str(teacher_path),
+                             *FAST, "--set", "mixup=0.2"]) == 2  # soft targets with mixup: refused
