@@ -194,7 +194,8 @@ def _main(argv=None) -> int:
                         help="weighted average, logistic-regression stack, or auto: the higher OOF accuracy")
     parser.add_argument("--allow-missing", action="store_true", help="use the finished folds of incomplete models")
     parser.add_argument("--refit-share", type=float, default=REFIT_SHARE,
-                        help="a member's refit's share of its test logits (a stated rule, never fitted); 0 = ignore refits")
+                        help="a member's refit's share of its test logits (a stated rule, never fitted); "
+                             "0 = ignore refits")
     parser.add_argument("--keep-latest", action="store_true",
                         help="leave submissions/submission.csv as it is (write only the dated file and the row)")
     args = parser.parse_args(argv)

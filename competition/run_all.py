@@ -96,9 +96,9 @@ def summary_table(members: list[str], wall_s: float, board_rows: int = 1) -> str
             continue
         ml = artifacts.load_model(name, allow_missing=True) if folds else None
         oof = f"{accuracy(ml.oof_logits, ml.oof_labels):7.4f}" if ml else f"{'n/a':>7s}"
+        speed = sum(d["images_per_s"] for d in runs) / len(runs)
         lines.append(f"{name:18s} {str(len(folds)) + ('+refit' if refit else ''):>7s} "
-                     f"{sum(d['epochs_run'] for d in runs):6d} {sum(d['images_per_s'] for d in runs) / len(runs):11.0f} "
-                     f"{sum(d['seconds'] for d in runs):8.0f} {oof}")
+                     f"{sum(d['epochs_run'] for d in runs):6d} {speed:11.0f} {sum(d['seconds'] for d in runs):8.0f} {oof}")
     board = paths.submissions_dir() / "leaderboard.csv"
     if board.exists():
         for row in list(csv.DictReader(board.open()))[-board_rows:]:
@@ -120,6 +120,9 @@ def _main(argv=None) -> int:
     p.add_argument("--recipe", default=None, help="study | strong | quick (default: strong, quick with --quick)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs (with a budget: the most it may plan)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--aug", default=None, choices=["auto", "albumentations", "tensor"],
+                   help="augmentation path (default: tensor with --quick, else auto: tensor on CUDA, "
+                        "albumentations on CPU)")
     p.add_argument("--nproc", type=int, default=0,
                    help="training processes (default: 2 on CPU, --jobs-per-gpu for each GPU)")
     p.add_argument("--jobs-per-gpu", type=int, default=JOBS_PER_GPU, help="processes sharing one GPU")
@@ -142,7 +145,8 @@ def _main(argv=None) -> int:
     if minutes and (args.refit or args.distill):
         raise SettingsError("--refit and --distill train on every Training row with the folds' epochs; they "
                             "need all folds, so they don't combine with --quick/--budget.")
-    extra = (["--aug", "tensor"] if args.quick else []) + (["--epochs", str(args.epochs)] if args.epochs else [])
+    aug = args.aug or ("tensor" if args.quick else "auto")
+    extra = ["--aug", aug] + (["--epochs", str(args.epochs)] if args.epochs else [])
     extra += ["--seed", args.seeds]
     if minutes:
         left = minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60

@@ -17,9 +17,10 @@ Training row with the same recipe and schedule, and stops at the median best epo
 the epoch count is chosen on the folds, never on test labels; a refit waits for folds that another process
 is still training. `--teacher` trains a student (member <model>.student) against soft targets: the teacher's
 OOF probabilities mixed with the labels (--teacher-weight); a student without folds of its own stops where
-its architecture's plain member was best. Killed at any moment and started again, a run resumes from its last checkpoint (state.pt, written
-at most every --checkpoint-every seconds and at the end). Every epoch's shuffling, augmentation and dropout
-are seeded from (seed, fold, epoch), so on CPU a resumed run ends with the same logits as an uninterrupted one.
+its architecture's plain member was best. Killed at any moment and started again, a run resumes from its last
+checkpoint (state.pt, written at most every --checkpoint-every seconds and at the end). Every epoch's
+shuffling, augmentation and dropout are seeded from (seed, fold, epoch), so on CPU a resumed run ends with the
+same logits as an uninterrupted one.
 
 Processes share nothing: under torchrun each one takes its share of the jobs, dealt by expected cost (longest
 first, to the least loaded), with no process group and no barrier, so several processes can share one GPU.
@@ -181,9 +182,10 @@ class FoldRun:
         if not artifacts.FoldFiles(source, 0).dir.exists() and self.job.tag:
             source = artifacts.member_name(self.job.model, "", self.job.seed)
         wait_for_folds(source, self.k, self.planned_folds.get(source, frozenset()))
-        before = json.loads((FoldFiles(source, 0) / CONFIG).read_text()).get("settings")
-        if before != self.config["settings"]:
-            differ = sorted(key for key in self.config["settings"] if (before or {}).get(key) != self.config["settings"][key])
+        before = json.loads((FoldFiles(source, 0) / CONFIG).read_text()).get("settings") or {}
+        now = self.config["settings"]
+        if before != now:
+            differ = sorted(key for key in now if before.get(key) != now[key])
             raise SettingsError(f"{self.files.what}: its folds ({source}) were trained with other settings "
                                 f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
                                 f"--recipe/--set/--epochs as for the folds.")
@@ -443,7 +445,8 @@ def _main(argv=None) -> int:
     jobs = plan_jobs(names, args.folds, k, seeds, tag)
     recipes = {n: get_recipe(args.recipe, n, overrides, device.type) for n in names}
     mine = deal(jobs, job_costs(jobs, recipes, device.type), world)[rank]
-    planned = {m: frozenset(j.fold for j in jobs if j.member == m and j.fold is not None) for m in {j.member for j in jobs}}
+    planned = {m: frozenset(j.fold for j in jobs if j.member == m and j.fold is not None)
+               for m in {j.member for j in jobs}}  # what a refit may wait for
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
     provenance = {"k": k, "folds_sha1": artifacts.folds_sha1(),  # once per process, not per fold
                   "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images),
