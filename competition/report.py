@@ -2,20 +2,31 @@
 
     python -m competition.report                                    # reports/latest/report.md
     python -m competition.report --out reports/example              # the README's example report
-    python -m competition.report --models bn_cnn,resnet_cbam48      # only these models
+    python -m competition.report --models bn_cnn,resnet_cbam48      # only these members
+    python -m competition.report --models bn_cnn,bn_cnn.s1,bn_cnn.s2,bn_cnn.student   # seeds, a student
 
-Nothing is retrained. Every number and figure comes from folds/<model>/fold<k>/ (oof.npz, test.npz,
-log.csv, done.json) through competition.artifacts, plus each model's registry entry for parameters and
-multiply-adds; report.json beside report.md holds every table's numbers. Missing work is reported, never
-skipped: a model without complete folds, or a fold without done.json, is listed under "Missing". The
-report is built in a temp folder and renamed into place, so a crash leaves the old report or the new one.
-confident_mistakes.png is made of FER2013 images: keep it out of git. This module computes the numbers,
-draws the figures and publishes the folder; report.md's wording and tables are competition.report_markdown.
+Nothing is retrained. Every number and figure comes from folds/<member>/fold<k>/ and folds/<member>/refit/
+(oof.npz, test.npz, log.csv, done.json, config.json) through competition.artifacts, plus each architecture's
+registry entry for parameters and multiply-adds; report.json beside report.md holds every table's numbers.
+Missing work is reported, never skipped: a member without complete folds, or a fold without done.json, is
+listed under "Missing". The report is built in a temp folder and renamed into place, so a crash leaves the old
+report or the new one. confident_mistakes.png is made of FER2013 images: keep it out of git. This module
+computes the numbers, draws the figures and publishes the folder; report.md's wording and tables are
+competition.report_markdown.
+
+The ladder climbs, for each member that is not another's seed: one fold -> k-fold average -> + TTA -> + seeds
+(its members `<member>.s<N>` with every fold, equal-weight logits) -> + refit (blending.with_refit: test logits
+only, a refit has no OOF); then the ensemble of every complete member with refits mixed in (equal, OOF-fitted,
+stacked); then each distilled student on its own row, never in an ensemble (its OOF saw its teacher's labels).
+Each row costs the training seconds of every run it needs (done.json "seconds": epoch times only), counted in
+full, on the devices config.json names.
 """
 import argparse
 import functools
+import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -42,6 +53,8 @@ from models.fer import IMAGE_SIZE, IN_CHANS
 
 AVERAGE = "logits"  # how the ensemble combines models, as competition.ensemble's default
 MISTAKES = 16  # images in the confident-mistakes grid
+SEED_MEMBER = re.compile(r"(.+)\.s(\d+)")  # `bn_cnn.s1`: seed 1 of `bn_cnn` (artifacts.member_name)
+OPTIMISTIC = "optimistic: its soft targets came from a teacher whose folds saw these labels"
 
 
 class ReportError(UserError):
@@ -59,9 +72,12 @@ def size_of(model_name: str) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
 
 
-def step(name: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, data: FerData) -> dict:
-    """One ladder row: OOF accuracy over `labels`' rows, PublicTest and PrivateTest accuracy (None: unknown)."""
-    return {"step": name, "oof_rows": len(labels), **blending.score(oof, labels, test, data)}
+def step(name: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, data: FerData,
+         runs: list[tuple[str, int | None]], note: str = "") -> dict:
+    """One ladder row: OOF accuracy over `labels`' rows, PublicTest and PrivateTest accuracy (None: unknown),
+    what its training cost (`runs`), and a note on its OOF figure where it is not a plain one."""
+    return {"step": name, "oof_rows": len(labels), **blending.score(oof, labels, test, data),
+            **({"oof_note": note} if note else {}), **cost(runs)}
 
 
 def per_class(logits: np.ndarray, labels: np.ndarray) -> dict:
@@ -73,10 +89,11 @@ def per_class(logits: np.ndarray, labels: np.ndarray) -> dict:
 
 def model_numbers(ml, data: FerData) -> dict:
     """Size, train vs fold-validation accuracy (done.json, per fold), OOF and test accuracy, per class."""
-    params, macs = size_of(ml.model)
+    arch = artifacts.arch_of(ml.model)
+    params, macs = size_of(arch)
     train = np.array([ml.done[f]["train_acc"] for f in ml.folds])
     val = np.array([ml.done[f]["val_acc"] for f in ml.folds])
-    return {"folds": list(ml.folds), "params": params, "macs": macs,
+    return {"arch": arch, "folds": list(ml.folds), "params": params, "macs": macs,
             "best_epoch": [ml.done[f]["best_epoch"] for f in ml.folds],
             "epochs_run": [ml.done[f]["epochs_run"] for f in ml.folds],
             "train_acc_folds": train.tolist(), "val_acc_folds": val.tolist(),
@@ -86,30 +103,171 @@ def model_numbers(ml, data: FerData) -> dict:
             "per_class": per_class(ml.oof_logits, ml.oof_labels)}
 
 
+# ---------------------------------------------------------------- what a step costs
+
+def run_cost(member: str, fold: int | None) -> tuple[float | None, str]:
+    """(training-loop seconds from done.json, device type from config.json) of one finished fold or refit."""
+    files = artifacts.FoldFiles(member, fold)
+    config = files / artifacts.CONFIG
+    device = json.loads(config.read_text()).get("device") if config.exists() else None
+    return artifacts.read_done(files).get("seconds"), str(device or "unknown").split(":")[0]
+
+
+def cost(runs: list[tuple[str, int | None]]) -> dict:
+    """A row's price: minutes summed over its distinct runs, in all and per device (None where a run has no
+    seconds), the devices, and how many runs."""
+    paid = [run_cost(member, fold) for member, fold in dict.fromkeys(runs)]
+    devices = sorted({d for _, d in paid})
+    by_device = {d: minutes_of([s for s, on in paid if on == d]) for d in devices}
+    return {"minutes": minutes_of([s for s, _ in paid]), "devices": devices, "minutes_by_device": by_device,
+            "runs": len(paid)}
+
+
+def minutes_of(seconds: list[float | None]) -> float | None:
+    return None if None in seconds else sum(seconds) / 60
+
+
+def member_runs(ml) -> list[tuple[str, int | None]]:
+    """The runs behind a member's logits: its finished folds, and its refit when that is mixed in."""
+    return [(ml.model, f) for f in ml.folds] + ([(ml.model, None)] if ml.refit_share else [])
+
+
+def group_runs(models: list) -> list[tuple[str, int | None]]:
+    return [run for ml in models for run in member_runs(ml)]
+
+
+# ---------------------------------------------------------------- the ladder
+
 def model_ladder(ml, data: FerData, fold_of_row: np.ndarray) -> list[dict]:
-    """One fold -> fold average -> with TTA, for one model. The first two steps use the plain logits."""
+    """One fold -> fold average -> with TTA, for one member. The first two steps use the plain logits; TTA
+    costs no training, so its row costs what the fold average does."""
     first = ml.folds[0]
     in_first = fold_of_row[ml.oof_rows] == first
     first_test = artifacts.read_npz(artifacts.FoldFiles(ml.model, first) / artifacts.TEST)["logits_plain"]
+    runs = member_runs(ml)
     return [step(f"{ml.model}: one fold (fold {first})", ml.oof_logits_plain[in_first], ml.oof_labels[in_first],
-                 first_test, data),
+                 first_test, data, [(ml.model, first)]),
             step(f"{ml.model}: {len(ml.folds)}-fold average", ml.oof_logits_plain, ml.oof_labels,
-                 ml.test_logits_plain, data),
-            step(f"{ml.model}: + TTA", ml.oof_logits, ml.oof_labels, ml.test_logits, data)]
+                 ml.test_logits_plain, data, runs),
+            step(f"{ml.model}: + TTA", ml.oof_logits, ml.oof_labels, ml.test_logits, data, runs)]
+
+
+def seed_groups(loaded: dict, k: int) -> tuple[dict[str, list], list[str]]:
+    """({base member: its seed members with all k folds}, lines on seed members left out): `bn_cnn.s1` joins
+    `bn_cnn` when both are loaded; any other member is a base of its own."""
+    base_of = {name: m[1] for name in loaded if (m := SEED_MEMBER.fullmatch(name)) and m[1] in loaded}
+    groups = {name: [] for name in loaded if name not in base_of}
+    missing = []
+    for name, base in base_of.items():
+        if len(loaded[name].folds) == k:
+            groups[base].append(loaded[name])
+        else:
+            missing.append(f"{name}: left out of {base}'s seeds step (incomplete folds)")
+    return groups, missing
+
+
+def blend_step(name: str, models: list, data: FerData, note: str = "") -> dict:
+    """Equal-weight logit average of `models` as a ladder row, OOF on the rows they all predicted."""
+    _, labels, _ = blending.common_oof(models)
+    oof, test = blending.combine(models, np.full(len(models), 1 / len(models)), AVERAGE)
+    return {**step(name, oof, labels, test, data, group_runs(models), note), "models": [m.model for m in models]}
+
+
+def share_text(share: float) -> str:
+    return "½" if share == 0.5 else f"{share:g}"
+
+
+def seeds_and_refit(base, seeds: list, data: FerData) -> list[dict]:
+    """'+ seeds' when the base has complete seed members, then '+ refit' when any of them has a finished
+    refit: blending.with_refit's test logits, the OOF unchanged (a refit has none)."""
+    group = [base, *seeds]
+    rows = [blend_step(f"{base.model}: + seeds, {len(group)} averaged", group, data)] if seeds else []
+    mixed = [blending.with_refit(ml) for ml in group]
+    refits = [ml for ml in mixed if ml.refit_share]
+    if refits:
+        some = "" if len(refits) == len(group) else f", {len(refits)} of {len(group)} members"
+        rows.append({**blend_step(f"{base.model}: + refit (share {share_text(refits[0].refit_share)}{some})", mixed,
+                                  data, "the folds' OOF: a refit has none"), "refits": [ml.model for ml in refits]})
+    return rows
 
 
 def ensemble_ladder(complete: list, data: FerData) -> list[dict]:
-    """Ladder rows of the ensemble of complete models: equal weights and, with two models or more, OOF-fitted."""
+    """Ladder rows of the ensemble of complete members (refits mixed in): equal weights and, with two members or
+    more, OOF-fitted weights and the stacked logistic regression."""
     weightings = {"equal weights": np.full(len(complete), 1 / len(complete))}
     if len(complete) > 1:
         weightings["OOF-fitted weights"] = np.asarray(blending.fit_weights(complete, AVERAGE))
     _, labels, _ = blending.common_oof(complete)
+    runs, names = group_runs(complete), [ml.model for ml in complete]
+    refits = {"refits": [ml.model for ml in complete if ml.refit_share]}
     rows = []
     for label, weights in weightings.items():
         oof, test = blending.combine(complete, weights, AVERAGE)
-        rows.append({**step(f"ensemble, {label}", oof, labels, test, data),
-                     "models": [ml.model for ml in complete], "weights": weights.tolist()})
+        rows.append({**step(f"ensemble, {label}", oof, labels, test, data, runs), "models": names,
+                     "weights": weights.tolist(), **refits})
+    if len(complete) > 1:
+        oof, test = blending.stack(complete)
+        rows.append({**step("ensemble, stacked (logistic regression)", oof, labels, test, data, runs),
+                     "models": names, "weights": None, **refits})
     return rows
+
+
+def teacher_runs(student: str, k: int) -> tuple[list[tuple[str, int]], str]:
+    """(the fold runs of the ensemble a student learned from, what the row says of it), read from
+    submissions/teacher.npz when that file is still its teacher (the sha1 in the student's config.json)."""
+    sha1 = (artifacts.member_config(student, k).get("teacher") or {}).get("sha1")
+    path = paths.submissions_dir() / artifacts.TEACHER
+    if not path.exists() or hashlib.sha1(path.read_bytes()).hexdigest() != sha1:
+        return [], f"its teacher's runs are not counted: {artifacts.TEACHER} is no longer its teacher"
+    members = [str(m) for m in artifacts.read_npz(path)["members"]]
+    return [(m, f) for m in members for f in artifacts.finished_folds(m, k)], "teacher: " + " + ".join(members)
+
+
+def student_row(name: str, k: int, fold_of_row: np.ndarray, data: FerData) -> dict | None:
+    """A distilled student's own row (None: nothing finished): with folds, their OOF marked optimistic and its
+    refit mixed in; refit only, PublicTest from the refit and no OOF. Its teacher's runs count in its cost."""
+    teacher, said = teacher_runs(name, k)
+    if artifacts.finished_folds(name, k):
+        ml = blending.with_refit(artifacts.load_model(name, allow_missing=True, fold_of_row=fold_of_row))
+        artifacts.check_against(ml, data)
+        refit = f" + refit (share {share_text(ml.refit_share)})" if ml.refit_share else ""
+        label = f"distilled student {name}{refit}"
+        row = step(label, ml.oof_logits, ml.oof_labels, ml.test_logits, data, member_runs(ml) + teacher, OPTIMISTIC)
+        return {**row, "teacher": said}
+    test = artifacts.refit_test_logits(name)
+    if test is None:
+        return None
+    if len(test) != len(data.test_labels):
+        raise ReportError(f"{name}: its refit has {len(test)} test rows, the dataset {len(data.test_labels)}. "
+                          f"Train it again on the current data.")
+    row = step(f"distilled student {name}", test[:0], np.zeros(0, np.int64), test, data, [(name, None)] + teacher,
+               "refit only")
+    return {**row, "teacher": said}
+
+
+def ladder(loaded: dict, complete: list, students: list[str], k: int, data: FerData,
+           fold_of_row: np.ndarray) -> tuple[list[dict], list[dict], list[str]]:
+    """(every ladder row, the ensemble's rows, lines on what was left out): each base member's climb, the
+    ensemble of complete members, then each student alone."""
+    groups, missing = seed_groups(loaded, k)
+    rows = [row for base, seeds in groups.items()
+            for row in model_ladder(loaded[base], data, fold_of_row) + seeds_and_refit(loaded[base], seeds, data)]
+    ensemble = ensemble_ladder(complete, data) if complete else []
+    alone, unfinished = student_rows(students, k, fold_of_row, data)
+    return rows + ensemble + alone, ensemble, missing + unfinished
+
+
+def student_rows(students: list[str], k: int, fold_of_row: np.ndarray,
+                 data: FerData) -> tuple[list[dict], list[str]]:
+    """(each student's row, lines on its unfinished work): a student may have a refit and no folds, but a
+    student with some folds is reported for the others, as any member is."""
+    rows, missing = [], []
+    for name in students:
+        row, done = student_row(name, k, fold_of_row, data), artifacts.finished_folds(name, k)
+        rows += [row] if row else []
+        missing += [] if row else [f"{name}: a student with no finished fold or refit"]
+        missing += [f"{name} fold {f}: {fold_problem(name, f)}" for f in range(k) if done and f not in done]
+    return rows, missing
 
 
 def mistakes_source(loaded: dict, complete: list, numbers: dict) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
@@ -135,8 +293,12 @@ def confident_mistakes(logits: np.ndarray, labels: np.ndarray, rows: np.ndarray)
 # ---------------------------------------------------------------- what is there, what is missing
 
 def default_models() -> list[str]:
-    """The study's three models always (so an absent one shows as missing), others when they have runs."""
-    return [m for m in MODEL_NAMES if m in STUDY_MODELS or (paths.folds_dir() / m).is_dir()]
+    """The study's three models always (so an absent one shows as missing), other registered ones with runs,
+    then every other member folder under folds/ (seeds, tags, students, timm architectures)."""
+    names = [m for m in MODEL_NAMES if m in STUDY_MODELS or (paths.folds_dir() / m).is_dir()]
+    folders = sorted(d.name for d in paths.folds_dir().iterdir()
+                     if d.is_dir() and not d.name.startswith(".")) if paths.folds_dir().is_dir() else []
+    return names + [name for name in folders if name not in names]
 
 
 def fold_problem(model: str, fold: int) -> str:
@@ -154,6 +316,17 @@ def load_models(names: list[str], k: int, fold_of_row: np.ndarray) -> tuple[dict
         loaded[name] = ml = artifacts.load_model(name, allow_missing=True, fold_of_row=fold_of_row)
         missing += [f"{name} fold {f}: {fold_problem(name, f)}" for f in range(k) if f not in ml.folds]
     return loaded, missing
+
+
+def ensemble_members(loaded: dict, k: int, allow_missing: bool) -> tuple[list, list[str]]:
+    """(the members with all k folds, or every loaded one with allow_missing, each with its refit mixed in as
+    blending.with_refit does; lines on what is left out or partial)."""
+    complete = [blending.with_refit(ml) for ml in loaded.values() if allow_missing or len(ml.folds) == k]
+    partial = [name for name, ml in loaded.items() if len(ml.folds) < k]
+    missing = ([f"{name}: in the ensemble with its finished folds only (--allow-missing)" for name in partial]
+               if allow_missing else [f"{name}: left out of the ensemble (incomplete folds)" for name in partial])
+    return complete, missing + ([] if complete else
+                                [f"ensemble: no model has all {k} folds (--allow-missing uses finished ones)"])
 
 
 # ---------------------------------------------------------------- figures
@@ -218,21 +391,19 @@ def build(folder: Path, names: list[str], allow_missing: bool = False) -> dict:
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
     k = artifacts.fold_count()
-    loaded, missing = load_models(names, k, fold_of_row)
+    students = [name for name in names if artifacts.is_student(name, k)]  # their own ladder rows only
+    loaded, missing = load_models([name for name in names if name not in students], k, fold_of_row)
     if not loaded:
         raise ReportError("no model has a complete fold:\n  " + "\n  ".join(missing))
     for ml in loaded.values():
         artifacts.check_against(ml, data)  # logits from another dataset would make every number wrong
-    complete = [ml for ml in loaded.values() if allow_missing or len(ml.folds) == k]
-    partial = [name for name, ml in loaded.items() if len(ml.folds) < k]
-    missing += ([f"{name}: in the ensemble with its finished folds only (--allow-missing)" for name in partial]
-                if allow_missing else [f"{name}: left out of the ensemble (incomplete folds)" for name in partial])
-    missing += [] if complete else [f"ensemble: no model has all {k} folds (--allow-missing uses finished ones)"]
+    complete, left_out = ensemble_members(loaded, k, allow_missing)
+    steps, ensemble, not_climbed = ladder(loaded, complete, students, k, data, fold_of_row)
     n = {"generated": time.strftime("%Y-%m-%d %H:%M"), "k": k, "train_rows": len(data.train_labels),
-         "disgust_train": int((data.train_labels == CLASSES.index("Disgust")).sum()), "missing": missing,
-         "models": {name: model_numbers(ml, data) for name, ml in loaded.items()},
-         "ensemble": ensemble_ladder(complete, data) if complete else []}
-    n["ladder"] = [s for ml in loaded.values() for s in model_ladder(ml, data, fold_of_row)] + n["ensemble"]
+         "disgust_train": int((data.train_labels == CLASSES.index("Disgust")).sum()),
+         "missing": missing + left_out + not_climbed,
+         "models": {name: model_numbers(ml, data) for name, ml in loaded.items()}, "ensemble": ensemble,
+         "ladder": steps}
     source, oof, labels, rows = mistakes_source(loaded, complete, n["models"])
     n["mistakes"] = {"source": source, "images": confident_mistakes(oof, labels, rows)}
     draw(folder, loaded, n, data.train_images)
@@ -289,15 +460,16 @@ def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="report folder (default reports/latest)")
     parser.add_argument("--models", default=None,
-                        help=f"comma-separated, from {','.join(MODEL_NAMES)} (default: the study's three "
-                             f"and any other with runs)")
+                        help=f"comma-separated members: {','.join(MODEL_NAMES)} or any folder under folds/ "
+                             f"(default: the study's three and every member with runs)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="build the ensemble from finished folds even where some are missing (listed anyway)")
     args = parser.parse_args(argv)
     names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else default_models()
-    unknown = [m for m in names if m not in MODEL_NAMES]
+    unknown = [m for m in names if m not in MODEL_NAMES and not (paths.folds_dir() / m).is_dir()]
     if unknown:
-        parser.error(f"unknown model(s) {unknown}; known: {', '.join(MODEL_NAMES)}")
+        parser.error(f"unknown model(s) {unknown}: not {', '.join(MODEL_NAMES)} nor a member folder under "
+                     f"{paths.folds_dir()}")
     out = args.out or paths.reports_dir() / "latest"
     check_out(out)
     numbers = write_report(out, names, args.allow_missing)

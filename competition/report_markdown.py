@@ -53,17 +53,27 @@ def judged(m: dict, claim: str) -> str:
     return claim if epochs >= JUDGE_EPOCHS else f"not trained long enough to judge: {epochs} epoch{'s' * (epochs != 1)} (study: {claim})"
 
 
+def ensemble_how(e: dict) -> str:
+    """What an ensemble row combined: its weights, or the stacker, and which members' refits were mixed in."""
+    how = ("a logistic regression on the members' fold-averaged TTA logits (its OOF by cross-validation)"
+           if e["weights"] is None else "weighted mean of the members' fold-averaged TTA logits, weights "
+           + " / ".join(f"{w:.2f}" for w in e["weights"]))
+    refits = e.get("refits") or []
+    return how + (f"; test logits with the refits of {', '.join(refits)} mixed in" if refits else "")
+
+
 def study_rows(n: dict) -> list[list]:
-    """The study's models, then the ensembles, then the reference points."""
+    """The study's models (and other members), then the ensembles, then the reference points."""
     rows = []
     for name, m in n["models"].items():
-        label, changed, claim = STUDY.get(name, ("", "not in the study", "-"))
+        arch = m.get("arch", name)
+        other = "not in the study" if arch == name else f"another member of {arch} (seed or setting)"
+        label, changed, claim = STUDY.get(name, ("", other, "-"))
         rows.append([label, name, spread(m["train_acc"], m["train_acc_std"]), spread(m["val_acc"], m["val_acc_std"]),
                      f"{100 * m['gap']:+.2f} pts", pct(m["oof"]), pct(m["public"]), pct(m["private"]),
                      judged(m, claim), changed])
     rows += [[e["step"], " + ".join(e["models"]), "-", pct(e["oof"]), "-", pct(e["oof"]), pct(e["public"]),
-              pct(e["private"]), "-", "weighted mean of the models' fold-averaged TTA logits, weights "
-              + " / ".join(f"{w:.2f}" for w in e["weights"])] for e in n["ensemble"]]
+              pct(e["private"]), "-", ensemble_how(e)] for e in n["ensemble"]]
     return rows + [["2013 winner", "", "", "", "", "", "", pct(WINNER_PRIVATE), "", "Kaggle private leaderboard"],
                    ["Human", "", "", "", "", "", "", f"about {HUMAN:.0%}", "", "Goodfellow et al. 2013"]]
 
@@ -82,12 +92,38 @@ def section_study(n: dict) -> str:
             f"humans about {HUMAN:.0%}.")
 
 
+def minutes(s: dict) -> str:
+    """'12.3 (cuda)', or '12.5 (cpu 0.2, cuda 12.3)': a row's training minutes and where they were spent."""
+    def amount(m: float | None) -> str:
+        return "n/a" if m is None else f"{m:.1f}" if m >= 1 else f"{m:.2f}"
+    if len(s["devices"]) == 1:
+        return f"{amount(s['minutes'])} ({s['devices'][0]})"
+    return f"{amount(s['minutes'])} (" + ", ".join(f"{d} {amount(m)}" for d, m in s["minutes_by_device"].items()) + ")"
+
+
+def ladder_row(s: dict) -> list:
+    oof = pct(s["oof"]) + (f" ({s['oof_note']})" if s.get("oof_note") else "")
+    name = s["step"] + (f" ({s['teacher']})" if s.get("teacher") else "")
+    return [name, oof, s["oof_rows"], pct(s["public"]), pct(s["private"]), minutes(s)]
+
+
 def section_ladder(n: dict) -> str:
-    rows = [[s["step"], pct(s["oof"]), s["oof_rows"], pct(s["public"]), pct(s["private"])] for s in n["ladder"]]
     return ("## The ladder: what each step buys\n\nOne fold is scored on its own validation rows only, later "
             "steps on the rows of every complete fold. The first two steps use plain logits (no TTA). "
-            "'n/a': the test labels are unknown.\n\n"
-            + md_table(["step", "OOF", "OOF rows", "PublicTest", "PrivateTest"], rows))
+            "'+ seeds' averages the logits of a member's other seeds (`<member>.s<N>`, every fold finished) with "
+            "equal weights; '+ refit' mixes each member's refit (trained on every Training row) into its test "
+            "logits at the stated share: a refit has no OOF predictions, so that row's OOF is the folds'. The "
+            "ensembles combine every complete member, refits mixed in. A distilled student is never in an "
+            "ensemble: it stands alone, with no OOF when it has only a refit, and an optimistic one when it has "
+            "folds (its soft targets came from a teacher whose folds saw those labels). 'n/a': the test labels "
+            "are unknown.\n\n"
+            "Training minutes: the training-loop seconds in done.json (the sum of epoch times; inference, TTA and "
+            "start-up excluded) of every fold, seed and refit run the step needs, counted in full at each step "
+            "(an ensemble counts all its members' runs, a student its teacher's too), over 60. The device is "
+            "where config.json says those runs ran, with each device's share where there are several: CPU "
+            "minutes are not GPU minutes. 'n/a': a run's done.json has no seconds.\n\n"
+            + md_table(["step", "OOF", "OOF rows", "PublicTest", "PrivateTest", "training minutes (device)"],
+                       [ladder_row(s) for s in n["ladder"]]))
 
 
 def disgust_line(m: dict, n: dict) -> str:

@@ -2,8 +2,10 @@
 
 Tests of the ensemble and the report use it so they need no training: logits are synthetic, with a
 chosen accuracy, and every file a real run leaves (config.json, log.csv, oof.npz, test.npz, done.json)
-is there. See competition.train_folds for the layout.
+is there. See competition.train_folds for the layout. make_member, make_refit_run and make_teacher add the
+members a study grows into: other seeds, refits on every Training row, distilled students and their teacher.
 """
+import hashlib
 import json
 
 import numpy as np
@@ -71,3 +73,47 @@ def make_run(tmp_path, models=None, k=3, private_known=True):
         for fold in range(k):
             make_fold_run(fd, fold_of_row, model, fold, accuracy)
     return fd, fold_of_row
+
+
+# ---------------------------------------------------------------- members: seeds, refits, students, teachers
+
+def set_json(path, **changes):
+    """Rewrite one JSON file of a fake run with `changes` applied."""
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def make_member(fd, fold_of_row, member, arch, accuracy, seed=0, device="cuda:0", seconds=60.0, teacher=None):
+    """Every fold of a member folder (`bn_cnn.s1`, `bn_cnn.student`) as make_fold_run writes them, then
+    config.json naming its architecture, seed, device and teacher, and done.json's seconds: fold f trained for
+    seconds x (f + 1), so a sum over the wrong folds comes out different."""
+    for fold in range(int(fold_of_row.max()) + 1):
+        out = make_fold_run(fd, fold_of_row, member, fold, accuracy, seed=seed)
+        set_json(out / "config.json", model=arch, seed=seed, device=device, teacher=teacher)
+        set_json(out / "done.json", seconds=seconds * (fold + 1))
+
+
+def make_refit_run(fd, member, arch, accuracy=0.7, seed=0, device="cuda:0", seconds=120.0, teacher=None,
+                   test_logits=None):
+    """folds/<member>/refit/ as a finished refit: test.npz, done.json (refit true, seconds), config.json; no
+    oof.npz. test_logits: the TTA logits to write (default: about `accuracy` right)."""
+    rng = np.random.default_rng([seed, 99, sum(member.encode())])
+    out = paths.fold_dir(member, None)
+    out.mkdir(parents=True, exist_ok=True)
+    test = noisy_logits(fd.test_labels, accuracy, rng) if test_logits is None else test_logits.astype(np.float32)
+    np.savez(out / "test.npz", logits=test, logits_plain=noisy_logits(fd.test_labels, accuracy - 0.05, rng))
+    (out / "config.json").write_text(json.dumps({"model": arch, "fold": None, "seed": seed, "device": device,
+                                                 "teacher": teacher, "refit": {"epochs": 3}}))
+    (out / "done.json").write_text(json.dumps({"refit": True, "best_epoch": 3, "epochs_run": 3, "train_acc": 0.9,
+                                               "seconds": seconds, "images_per_s": 100.0}))
+    return out
+
+
+def make_teacher(fd, members, weight=0.5, seed=5):
+    """submissions/teacher.npz as competition.ensemble writes it (random probabilities for every Training row);
+    returns the provenance a student's config.json records for it."""
+    from competition import artifacts
+    path = paths.submissions_dir() / artifacts.TEACHER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probs = np.random.default_rng(seed).dirichlet(np.ones(7), size=len(fd.train_labels))
+    artifacts.save_teacher(path, np.arange(len(fd.train_labels)), probs, members)
+    return {"sha1": hashlib.sha1(path.read_bytes()).hexdigest(), "weight": weight}

@@ -1,5 +1,7 @@
 """The report on a fake finished run (tests/fake_runs.py): every figure written, every number equal to what the
-saved logits give (recomputed here from the npz files, without competition.ensemble), missing work reported.
+saved logits give (recomputed here from the npz files, without competition.ensemble), missing work reported;
+the ladder's later steps (seeds, refits, ensembles, students) and each step's training minutes, on a fake study
+that has them.
 
     .venv/bin/python -m pytest -q tests/test_report.py
 """
@@ -15,7 +17,7 @@ import timm
 from torch import nn
 
 from competition import CLASSES, paths, report
-from tests.fake_runs import make_dataset, make_folds, make_run
+from tests.fake_runs import make_dataset, make_folds, make_member, make_refit_run, make_run, make_teacher
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MODELS = ("baseline_cnn", "bn_cnn")
@@ -33,8 +35,13 @@ class Built:
         with np.load(self.work / "folds" / model / f"fold{fold}" / name) as z:
             return {key: z[key] for key in z.files}
 
-    def done(self, model: str, fold: int) -> dict:
-        return json.loads((self.work / "folds" / model / f"fold{fold}" / "done.json").read_text())
+    def done(self, model: str, fold: int | None) -> dict:
+        return json.loads((self.work / "folds" / model / ("refit" if fold is None else f"fold{fold}")
+                           / "done.json").read_text())
+
+    def refit(self, model: str) -> np.ndarray:
+        with np.load(self.work / "folds" / model / "refit" / "test.npz") as z:
+            return z["logits"]
 
 
 def build(tmp: Path, *args: str) -> Built:
@@ -308,3 +315,167 @@ def test_a_model_trained_too_briefly_is_not_compared_with_the_study():
     from competition.report_markdown import judged
     assert judged({"epochs_run": [40, 38]}, "58%") == "58%"
     assert judged({"epochs_run": [3]}, "60%") == "not trained long enough to judge: 3 epochs (study: 60%)"
+
+
+# ---------------------------------------------------------------- the ladder's later steps, and what they cost
+
+SEEDS = ("bn_cnn", "bn_cnn.s1", "bn_cnn.s2")
+WITH_REFIT = ("bn_cnn", "bn_cnn.s1")  # bn_cnn.s2 has no refit
+ENSEMBLE = ("baseline_cnn", *SEEDS)
+
+
+def wrong_logits(labels: np.ndarray) -> np.ndarray:
+    """Test logits sure of a wrong class on every row: mixed in, they change PublicTest for certain."""
+    logits = np.zeros((len(labels), 7), np.float32)
+    logits[np.arange(len(labels)), (labels + 1) % 7] = 100.0
+    return logits
+
+
+@pytest.fixture(scope="module")
+def climbed(tmp_path_factory) -> Built:
+    """A study grown on: bn_cnn with two more seeds (on cuda), refits of two of them, a refit-only student and a
+    student with folds (on cpu), both taught by the baseline_cnn + bn_cnn ensemble. Default models: found on disk."""
+    tmp = tmp_path_factory.mktemp("climbed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FER_WORKDIR", str(tmp / "work"))
+        fd, fold_of_row = make_run(tmp, {"baseline_cnn": 0.5}, k=K)
+        for seed, member in enumerate(SEEDS):
+            make_member(fd, fold_of_row, member, "bn_cnn", 0.7, seed=seed, seconds=60.0 * (seed + 1))
+        for member in WITH_REFIT:
+            make_refit_run(fd, member, "bn_cnn", seconds=500.0, test_logits=wrong_logits(fd.test_labels))
+        teacher = make_teacher(fd, ["baseline_cnn", "bn_cnn"])
+        make_refit_run(fd, "bn_cnn.student", "bn_cnn", 0.8, seconds=240.0, teacher=teacher)
+        make_member(fd, fold_of_row, "baseline_cnn.student", "baseline_cnn", 0.9, device="cpu", seconds=10.0,
+                    teacher=teacher)
+        return build(tmp)
+
+
+def fold_seconds(b: Built, member: str) -> float:
+    return sum(b.done(member, f)["seconds"] for f in range(K))
+
+
+def mixed_test(b: Built, member: str) -> np.ndarray:
+    """The member's test logits as blending.with_refit makes them, recomputed: half folds' mean, half refit."""
+    folds = fold_mean(b, member, "logits")
+    return 0.5 * folds + 0.5 * b.refit(member) if member in WITH_REFIT else folds
+
+
+def test_the_seeds_step_is_the_equal_average_of_the_seed_members(climbed):
+    row = step(climbed, "bn_cnn: + seeds, 3 averaged")
+    _, labels, _ = pooled(climbed, "bn_cnn", "logits")
+    oof = np.mean([pooled(climbed, m, "logits")[2] for m in SEEDS], axis=0)
+    test = np.mean([fold_mean(climbed, m, "logits") for m in SEEDS], axis=0)
+    want = scores(climbed, oof, labels, test)
+    assert want["oof"] != step(climbed, "bn_cnn: + TTA")["oof"]  # else a seeds step that is bn_cnn alone passes
+    same(row, want)
+    assert row["models"] == list(SEEDS) and row["oof_rows"] == len(labels)
+    assert row["minutes"] == pytest.approx(sum(fold_seconds(climbed, m) for m in SEEDS) / 60)
+    assert row["devices"] == ["cuda"] and row["runs"] == 3 * K
+
+
+def test_the_refit_step_mixes_refits_into_test_logits_only(climbed):
+    seeds = step(climbed, "bn_cnn: + seeds, 3 averaged")
+    row = step(climbed, "bn_cnn: + refit (share ½, 2 of 3 members)")
+    test = np.mean([mixed_test(climbed, m) for m in SEEDS], axis=0)
+    want = scores(climbed, np.zeros((0, 7)), np.zeros(0, int), test)
+    assert row["oof"] == seeds["oof"] and row["oof_rows"] == seeds["oof_rows"]  # a refit has no OOF
+    assert row["public"] == pytest.approx(want["public"]) == 0.0 != seeds["public"]
+    assert row["private"] == pytest.approx(want["private"])
+    assert row["refits"] == list(WITH_REFIT) and "a refit has none" in row["oof_note"]
+    refit_seconds = sum(climbed.done(m, None)["seconds"] for m in WITH_REFIT)
+    assert row["minutes"] == pytest.approx(seeds["minutes"] + refit_seconds / 60) and row["runs"] == 3 * K + 2
+    assert f"| {row['step']} | {100 * row['oof']:.2f}% (the folds' OOF: a refit has none) |" in climbed.md
+
+
+def test_each_step_costs_the_runs_it_needs(climbed):
+    fold0 = climbed.done("bn_cnn", 0)["seconds"]
+    assert step(climbed, "bn_cnn: one fold (fold 0)")["minutes"] == pytest.approx(fold0 / 60)
+    for name in (f"bn_cnn: {K}-fold average", "bn_cnn: + TTA"):  # TTA is inference: it adds no training
+        assert step(climbed, name)["minutes"] == pytest.approx(fold_seconds(climbed, "bn_cnn") / 60)
+    baseline = step(climbed, "baseline_cnn: + TTA")
+    assert baseline["minutes"] == pytest.approx(fold_seconds(climbed, "baseline_cnn") / 60) and baseline["runs"] == K
+    assert baseline["devices"] == ["unknown"]  # make_run's config.json names no device: said, not guessed
+    everything = sum(fold_seconds(climbed, m) for m in ENSEMBLE) + sum(climbed.done(m, None)["seconds"]
+                                                                         for m in WITH_REFIT)
+    unknown = fold_seconds(climbed, "baseline_cnn") / 60
+    for e in climbed.numbers["ensemble"]:
+        assert e["minutes"] == pytest.approx(everything / 60) and e["devices"] == ["cuda", "unknown"]
+        assert e["minutes_by_device"] == pytest.approx({"cuda": everything / 60 - unknown, "unknown": unknown})
+    assert f"| {everything / 60:.1f} (cuda {everything / 60 - unknown:.1f}, unknown {unknown:.2f}) |" in climbed.md
+    assert "| training minutes (device) |" in climbed.md and "CPU minutes are not GPU minutes" in climbed.md
+    assert "inference, TTA and start-up excluded" in climbed.md
+    tta = step(climbed, "bn_cnn: + TTA")
+    assert f"| {tta['step']} | {100 * tta['oof']:.2f}% | 140 | {100 * tta['public']:.2f}% | " \
+           f"{100 * tta['private']:.2f}% | {tta['minutes']:.1f} (cuda) |" in climbed.md
+
+
+def test_the_ensemble_holds_every_complete_member_with_refits_and_no_student(climbed):
+    names = [e["step"] for e in climbed.numbers["ensemble"]]
+    assert names == ["ensemble, equal weights", "ensemble, OOF-fitted weights",
+                     "ensemble, stacked (logistic regression)"]
+    _, labels, _ = pooled(climbed, "baseline_cnn", "logits")
+    oof = np.mean([pooled(climbed, m, "logits")[2] for m in ENSEMBLE], axis=0)
+    test = np.mean([mixed_test(climbed, m) for m in ENSEMBLE], axis=0)
+    equal = step(climbed, "ensemble, equal weights")
+    same(equal, scores(climbed, oof, labels, test))
+    for e in climbed.numbers["ensemble"]:
+        assert e["models"] == list(ENSEMBLE) and e["refits"] == list(WITH_REFIT)
+    stacked = step(climbed, "ensemble, stacked (logistic regression)")
+    assert stacked["weights"] is None and 0 < stacked["oof"] <= 1 and stacked["oof_rows"] == len(labels)
+    assert "a logistic regression on the members' fold-averaged TTA logits" in climbed.md
+
+
+def test_students_stand_alone(climbed):
+    refit_only = step(climbed, "distilled student bn_cnn.student")
+    assert refit_only["oof"] is None and refit_only["oof_rows"] == 0 and refit_only["oof_note"] == "refit only"
+    same(refit_only, {k: v for k, v in scores(climbed, np.zeros((0, 7)), np.zeros(0, int),
+                                              climbed.refit("bn_cnn.student")).items() if k != "oof"})
+    teacher = fold_seconds(climbed, "baseline_cnn") + fold_seconds(climbed, "bn_cnn")
+    assert refit_only["minutes"] == pytest.approx((climbed.done("bn_cnn.student", None)["seconds"] + teacher) / 60)
+    assert refit_only["teacher"] == "teacher: baseline_cnn + bn_cnn"
+    assert "| distilled student bn_cnn.student (teacher: baseline_cnn + bn_cnn) | n/a (refit only) | 0 |" in climbed.md
+    with_folds = step(climbed, "distilled student baseline_cnn.student")
+    _, labels, oof = pooled(climbed, "baseline_cnn.student", "logits")
+    same(with_folds, scores(climbed, oof, labels, fold_mean(climbed, "baseline_cnn.student", "logits")))
+    assert with_folds["oof_note"].startswith("optimistic")
+    assert with_folds["devices"] == ["cpu", "cuda", "unknown"]  # its teacher's runs count too
+    assert with_folds["minutes"] == pytest.approx((fold_seconds(climbed, "baseline_cnn.student") + teacher) / 60)
+    students = {"bn_cnn.student", "baseline_cnn.student"}
+    assert not students & set(climbed.numbers["models"])
+    assert all(not students & set(e["models"]) for e in climbed.numbers["ensemble"])
+    assert [s["step"] for s in climbed.numbers["ladder"]][-2:] == ["distilled student baseline_cnn.student",
+                                                                   "distilled student bn_cnn.student"]
+
+
+def test_seed_members_are_reported_as_members_of_their_architecture(climbed):
+    assert climbed.numbers["models"]["bn_cnn.s1"]["arch"] == "bn_cnn"
+    assert climbed.numbers["models"]["bn_cnn.s1"]["params"] == report.size_of("bn_cnn")[0]
+    (line,) = [l for l in climbed.md.splitlines() if l.startswith("|  | bn_cnn.s1 |")]
+    assert line.endswith("| another member of bn_cnn (seed or setting) |")
+    assert not [s for s in climbed.numbers["ladder"] if s["step"].startswith("bn_cnn.s1:")]  # in bn_cnn's climb
+
+
+def test_a_student_whose_teacher_file_changed_counts_only_its_own_runs(tmp_path):
+    fd, fold_of_row = make_run(tmp_path, {"bn_cnn": 0.7}, k=K)
+    make_refit_run(fd, "bn_cnn.student", "bn_cnn", seconds=240.0, teacher=make_teacher(fd, ["bn_cnn"]))
+    make_teacher(fd, ["bn_cnn"], seed=6)  # a later ensemble wrote another teacher.npz
+    row = step(build(tmp_path, "--models", "bn_cnn,bn_cnn.student"), "distilled student bn_cnn.student")
+    assert row["minutes"] == pytest.approx(240.0 / 60) and "not counted" in row["teacher"]
+
+
+def test_a_plain_study_climbs_as_before(built):
+    want = [f"{m}: {s}" for m in MODELS for s in ("one fold (fold 0)", f"{K}-fold average", "+ TTA")]
+    want += ["ensemble, equal weights", "ensemble, OOF-fitted weights", "ensemble, stacked (logistic regression)"]
+    assert [s["step"] for s in built.numbers["ladder"]] == want
+    assert all("oof_note" not in s and not s.get("refits") for s in built.numbers["ladder"])
+    assert step(built, "bn_cnn: + TTA")["minutes"] == pytest.approx(sum(built.done("bn_cnn", f)["seconds"]
+                                                                         for f in range(K)) / 60)
+
+
+def test_a_student_with_unfinished_folds_is_listed_as_missing(tmp_path):
+    fd, fold_of_row = make_run(tmp_path, {"bn_cnn": 0.7}, k=K)
+    make_member(fd, fold_of_row, "bn_cnn.student", "bn_cnn", 0.9, teacher=make_teacher(fd, ["bn_cnn"]))
+    (paths.fold_dir("bn_cnn.student", 2) / "done.json").unlink()
+    b = build(tmp_path, "--models", "bn_cnn,bn_cnn.student")
+    assert "bn_cnn.student fold 2: started, no done.json (interrupted or running)" in b.numbers["missing"]
+    assert step(b, "distilled student bn_cnn.student")["oof_rows"] == int((np.arange(140) % K != 2).sum())
