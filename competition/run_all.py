@@ -86,18 +86,18 @@ def summary_table(members: list[str], wall_s: float, board_rows: int = 1) -> str
     (TTA, over its finished folds); then the ensemble's (and student's) OOF and PublicTest from the last
     `board_rows` leaderboard rows, the ones this run wrote."""
     k = artifacts.fold_count()
-    lines = [f"{'member':18s} {'folds':>7s} {'epochs':>6s} {'train img/s':>11s} {'train s':>8s} {'OOF':>7s}"]
+    lines = [f"{'member':22s} {'folds':>7s} {'epochs':>6s} {'train img/s':>11s} {'train s':>8s} {'OOF':>7s}"]
     for name in members:
         folds = artifacts.finished_folds(name, k)
         refit = artifacts.FoldFiles(name, None).is_done()
         runs = [artifacts.read_done(artifacts.FoldFiles(name, f)) for f in folds + ([None] if refit else [])]
         if not runs:
-            lines.append(f"{name:18s} {0:7d}   (nothing finished)")
+            lines.append(f"{name:22s} {0:7d}   (nothing finished)")
             continue
         ml = artifacts.load_model(name, allow_missing=True) if folds else None
         oof = f"{accuracy(ml.oof_logits, ml.oof_labels):7.4f}" if ml else f"{'n/a':>7s}"
         speed = sum(d["images_per_s"] for d in runs) / len(runs)
-        lines.append(f"{name:18s} {str(len(folds)) + ('+refit' if refit else ''):>7s} "
+        lines.append(f"{name:22s} {str(len(folds)) + ('+refit' if refit else ''):>7s} "
                      f"{sum(d['epochs_run'] for d in runs):6d} {speed:11.0f} {sum(d['seconds'] for d in runs):8.0f} {oof}")
     board = paths.submissions_dir() / "leaderboard.csv"
     if board.exists():
@@ -147,7 +147,7 @@ def _main(argv=None) -> int:
                             "need all folds, so they don't combine with --quick/--budget.")
     aug = args.aug or ("tensor" if args.quick else "auto")
     extra = ["--aug", aug] + (["--epochs", str(args.epochs)] if args.epochs else [])
-    extra += ["--seed", args.seeds]
+
     if minutes:
         left = minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60
         if left <= 0:
@@ -155,7 +155,7 @@ def _main(argv=None) -> int:
         extra += ["--budget", f"{left:.2f}"]
     train_folds = fold_list + (",refit" if args.refit else "")
     step(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
-         args.device, nproc, extra)
+         args.device, nproc, extra + ["--seed", args.seeds])
     ensemble_args = ["--models", ",".join(members), "--weights", "oof" if len(members) > 1 else "equal",
                      "--combiner", "auto" if len(members) > 1 else "average"]
     partial = [] if fold_list == "all" else ["--allow-missing"]
@@ -163,7 +163,7 @@ def _main(argv=None) -> int:
     if args.distill:
         teacher = str(paths.submissions_dir() / artifacts.TEACHER)
         step(f"distill the ensemble into one {args.distill}", train, [args.distill], "refit", recipe, args.device, 1,
-             extra + ["--teacher", teacher])
+             extra + ["--seed", str(seeds[0]), "--teacher", teacher])
         step("the student's submission", ensemble.main,
              ["--models", artifacts.member_name(args.distill, "student", seeds[0]), "--keep-latest"])
         members.append(artifacts.member_name(args.distill, "student", seeds[0]))

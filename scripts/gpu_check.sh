@@ -16,7 +16,7 @@
 # e.g. albumentations and its needs, which competition.bench's reference column imports).
 # With $OUT set: the log is teed to $OUT/gpu_check.log (unless the caller already writes that file, e.g. with
 # `2>&1 | tee $OUT/gpu_check.log`), and $OUT/gpu_check_results.tar.gz gets the fold files (done.json, log.csv,
-# config.json, oof.npz, test.npz), folds.csv, submissions/{leaderboard,submission}.csv and reports/<name>/,
+# config.json, oof.npz, test.npz; refits too), folds.csv, submissions/{leaderboard,submission}.csv and reports/<name>/,
 # written after training and again at the end, also when a step fails. Were it over 16 MiB, the logits go to
 # $OUT/gpu_check_logits_<model>.tar.gz instead. run_all failing does not stop the bench; the exit status is
 # the first failing step's.
@@ -70,11 +70,12 @@ pack_results() {  # $OUT/gpu_check_results.tar.gz (+ logits per model when over 
     shopt -s nullglob
     cd "$FER_WORKDIR" 2>/dev/null || exit 0
     small=() logits=()
-    for f in folds/folds.csv folds/*/fold*/done.json folds/*/fold*/log.csv folds/*/fold*/config.json \
+    for f in folds/folds.csv folds/*/{fold*,refit}/done.json folds/*/{fold*,refit}/log.csv \
+             folds/*/{fold*,refit}/config.json \
              submissions/leaderboard.csv submissions/submission.csv reports/*/; do
       [ -e "$f" ] && [ "$f" != reports/example/ ] && small+=("$f")
     done
-    for f in folds/*/fold*/oof.npz folds/*/fold*/test.npz; do logits+=("$f"); done
+    for f in folds/*/fold*/oof.npz folds/*/{fold*,refit}/test.npz; do logits+=("$f"); done
     tarball="$OUT/gpu_check_results.tar.gz"
     if [ $((${#small[@]} + ${#logits[@]})) -eq 0 ]; then
       echo "results: nothing to bring back yet under $FER_WORKDIR"
@@ -86,7 +87,7 @@ pack_results() {  # $OUT/gpu_check_results.tar.gz (+ logits per model when over 
       [ ${#small[@]} -gt 0 ] && tar -czf "$tarball" "${small[@]}" || rm -f "$tarball"
       for dir in folds/*/; do
         model=$(basename "$dir")
-        files=("$dir"fold*/oof.npz "$dir"fold*/test.npz)
+        files=("$dir"fold*/oof.npz "$dir"{fold*,refit}/test.npz)
         [ ${#files[@]} -gt 0 ] && tar -czf "$OUT/gpu_check_logits_$model.tar.gz" "${files[@]}"
       done
     fi

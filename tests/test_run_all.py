@@ -1,4 +1,6 @@
 """`./run.sh all --quick`: from competition files to a valid submission and a report, and resumable."""
+import re
+
 import pandas as pd
 
 from competition import paths, run_all
@@ -22,3 +24,20 @@ def test_quick_pipeline_end_to_end_then_rerun_redoes_nothing(tmp_path, capsys):
     assert "up to date" in capsys.readouterr().out
     assert done == {m: (paths.fold_dir(m, 0) / "done.json").stat().st_mtime_ns for m in done}
     assert len(pd.read_csv(paths.submissions_dir() / "leaderboard.csv")) == 2
+
+
+def test_seeds_refits_and_a_student_in_one_run(tmp_path, capsys):
+    source = kaggle_zip(tmp_path / "c.zip", *synthetic_rows(n_train=210), with_private_labels=False)
+    assert run_all.main(["--from", str(source), "--models", "baseline_cnn", "--k", "3", "--epochs", "2",
+                         "--nproc", "1", "--seeds", "0,1", "--refit", "--distill", "baseline_cnn"]) == 0
+    for member in ("baseline_cnn", "baseline_cnn.s1"):
+        assert all((paths.fold_dir(member, f) / "done.json").exists() for f in (0, 1, 2, None))
+    assert (paths.fold_dir("baseline_cnn.student", None) / "done.json").exists()
+    assert not paths.fold_dir("baseline_cnn.student", 0).exists()  # one student, on every row
+    board = pd.read_csv(paths.submissions_dir() / "leaderboard.csv", keep_default_na=False)
+    assert list(board["models"]) == ["baseline_cnn[refit 0.5]+baseline_cnn.s1[refit 0.5]", "baseline_cnn.student"]
+    assert board.loc[1, "oof"] == "n/a" and board.loc[0, "oof"] != "n/a"
+    latest = (paths.submissions_dir() / "submission.csv").read_text()
+    assert latest == (paths.submissions_dir() / board.loc[0, "file"]).read_text()  # still the ensemble's
+    out = capsys.readouterr().out
+    assert re.search(r"baseline_cnn\.student +0\+refit +2 .* n/a", out) and "total wall time" in out
