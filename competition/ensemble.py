@@ -187,7 +187,8 @@ def run(names: list[str], weighting: str, average: str, allow_missing: bool, com
 
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", help="comma-separated model names (default: every model with a finished fold)")
+    parser.add_argument("--models", help="comma-separated members (default: every member with a finished fold, "
+                                         "students excepted)")
     parser.add_argument("--weights", choices=("equal", "oof"), default="equal", help="equal, or fitted on OOF log loss")
     parser.add_argument("--average", choices=AVERAGES, default="logits", help="average logits or probabilities")
     parser.add_argument("--combiner", choices=COMBINERS, default="average",
@@ -199,7 +200,8 @@ def _main(argv=None) -> int:
     parser.add_argument("--keep-latest", action="store_true",
                         help="leave submissions/submission.csv as it is (write only the dated file and the row)")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else artifacts.available_models()
+    names = ([n.strip() for n in args.models.split(",") if n.strip()] if args.models
+             else [n for n in artifacts.available_models() if not artifacts.is_student(n)])  # students go alone
     if not names:
         raise SettingsError(f"no model under {paths.folds_dir()} has a finished fold. Train one: ./run.sh train")
     run(names, args.weights, args.average, args.allow_missing, args.combiner, args.refit_share, not args.keep_latest)
