@@ -41,3 +41,9 @@ def test_seeds_refits_and_a_student_in_one_run(tmp_path, capsys):
     assert latest == (paths.submissions_dir() / board.loc[0, "file"]).read_text()  # still the ensemble's
     out = capsys.readouterr().out
     assert re.search(r"baseline_cnn\.student +0\+refit +2 .* n/a", out) and "total wall time" in out
+
+
+def test_the_gpu_default_adds_the_48_px_resnet():
+    assert run_all.architectures(None, "cpu") == ["baseline_cnn", "bn_cnn", "resnet_cbam"]
+    assert run_all.architectures(None, "cuda") == ["baseline_cnn", "bn_cnn", "resnet_cbam", "resnet_cbam48"]
+    assert run_all.architectures("bn_cnn, vgg_fer", "cuda") == ["bn_cnn", "vgg_fer"]
