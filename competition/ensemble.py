@@ -67,13 +67,13 @@ def leaderboard_row(file: str, models: list[str], weights, average: str, scores:
 # ---------------------------------------------------------------- the command
 
 def table(models: list[ModelLogits], weights, scores: list[dict], ensemble: dict) -> str:
-    lines = [f"{'model':16s} {'folds':>9s} {'weight':>7s} {'oof':>7s} {'public':>7s} {'private':>7s}"]
+    lines = [f"{'member':20s} {'folds':>15s} {'weight':>7s} {'oof':>7s} {'public':>7s} {'private':>7s}"]
     weights = [None] * len(models) if weights is None else weights
     named = [(m.model, ",".join(map(str, m.folds)) + ("+refit" if m.refit_share else ""),
               "-" if w is None else f"{w:.4f}", s)
              for m, w, s in zip(models, weights, scores)]
     for name, folds, weight, s in named + [("ensemble", "", "", ensemble)]:
-        lines.append(f"{name:16s} {folds:>9s} {weight:>7s} {fmt(s['oof']):>7s} {fmt(s['public']):>7s} "
+        lines.append(f"{name:20s} {folds:>15s} {weight:>7s} {fmt(s['oof']):>7s} {fmt(s['public']):>7s} "
                      f"{fmt(s['private']):>7s}")
     return "\n".join(lines)
 
