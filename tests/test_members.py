@@ -10,8 +10,7 @@ from competition import artifacts, blending, ensemble, folds, paths, train_folds
 from competition.artifacts import FoldFiles
 from competition.errors import SettingsError
 from tests.fake_runs import make_dataset, make_run
-
-FAST = ["--set", "batch_size=16", "--threads", "1", "--checkpoint-every", "0"]
+from tests.test_train_folds import FAST
 
 
 @pytest.fixture
