@@ -23,7 +23,6 @@ full, on the devices config.json names.
 """
 import argparse
 import functools
-import hashlib
 import json
 import os
 import re
@@ -217,7 +216,7 @@ def teacher_runs(student: str, k: int) -> tuple[list[tuple[str, int]], str]:
     submissions/teacher.npz when that file is still its teacher (the sha1 in the student's config.json)."""
     sha1 = (artifacts.member_config(student, k).get("teacher") or {}).get("sha1")
     path = paths.submissions_dir() / artifacts.TEACHER
-    if not path.exists() or hashlib.sha1(path.read_bytes()).hexdigest() != sha1:
+    if not path.exists() or artifacts.teacher_sha1(path) != sha1:
         return [], f"its teacher's runs are not counted: {artifacts.TEACHER} is no longer its teacher"
     members = [str(m) for m in artifacts.read_npz(path)["members"]]
     return [(m, f) for m in members for f in artifacts.finished_folds(m, k)], "teacher: " + " + ".join(members)

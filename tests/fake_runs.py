@@ -5,7 +5,6 @@ chosen accuracy, and every file a real run leaves (config.json, log.csv, oof.npz
 is there. See competition.train_folds for the layout. make_member, make_refit_run and make_teacher add the
 members a study grows into: other seeds, refits on every Training row, distilled students and their teacher.
 """
-import hashlib
 import json
 
 import numpy as np
@@ -116,4 +115,4 @@ def make_teacher(fd, members, weight=0.5, seed=5):
     path.parent.mkdir(parents=True, exist_ok=True)
     probs = np.random.default_rng(seed).dirichlet(np.ones(7), size=len(fd.train_labels))
     artifacts.save_teacher(path, np.arange(len(fd.train_labels)), probs, members)
-    return {"sha1": hashlib.sha1(path.read_bytes()).hexdigest(), "weight": weight}
+    return {"sha1": artifacts.teacher_sha1(path), "weight": weight}
