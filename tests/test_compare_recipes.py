@@ -42,7 +42,7 @@ def env(tmp_path):
     fake = tmp_path / "python"
     fake.write_text(FAKE_PY)
     fake.chmod(0o755)
-    return {**os.environ, "SRC": str(src), "ROOT": str(tmp_path / "root"), "PY": str(fake),
+    return {**os.environ, "SRC": str(src), "ROOT": str(tmp_path / "compared"), "PY": str(fake),
             "CALLS": str(tmp_path / "calls"), "FAKE_ACC": "0.6123", "FAKE_FAIL": "", "EPOCHS": "3"}
 
 
@@ -69,7 +69,7 @@ def test_each_setting_trains_in_its_own_folder_with_its_overrides_then_one_table
     done = run(env, EXTRA="--device cpu --seed 7")
     assert done.returncode == 0, done.stderr
     made = calls(env)
-    assert [line.split()[0] for line in made] == [f"{tmp_path}/root/{n}" for n in
+    assert [line.split()[0] for line in made] == [str(tmp_path / "compared" / n) for n in
                                                    ("strong", "mixup", "sgd", "cutmix", "no_smoothing", "no_erase")]
     by_name = {os.path.basename(line.split()[0]): line.split()[1:] for line in made}
     for args in by_name.values():
@@ -79,7 +79,7 @@ def test_each_setting_trains_in_its_own_folder_with_its_overrides_then_one_table
     assert "--set" not in by_name["strong"]
     assert by_name["sgd"][12:-4] == ["--set", "opt=sgd", "--set", "lr=0.01", "--set", "weight_decay=5e-4"]
     assert by_name["mixup"][12:-4] == ["--set", "mixup=0.2"]
-    link = tmp_path / "root" / "cutmix" / "data" / "fer2013.npz"
+    link = tmp_path / "compared" / "cutmix" / "data" / "fer2013.npz"
     assert link.is_symlink() and link.resolve() == (tmp_path / "src" / "data" / "fer2013.npz").resolve()
     rows = table(done.stdout)
     assert list(rows) == ["strong", "mixup", "sgd", "cutmix", "no_smoothing", "no_erase"]
