@@ -25,6 +25,7 @@ refit has no OOF predictions, only test logits.
 import hashlib
 import json
 import pickle
+import re
 import subprocess
 import zipfile
 from dataclasses import dataclass
@@ -47,9 +48,18 @@ PROVENANCE_KEYS = ("k", "folds_sha1", "data_sha1", "aug", "teacher")  # a fold b
 _UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError)  # what a truncated npz or pt raises
 
 
+SEED_MEMBER = re.compile(r"(.+)\.s(\d+)")  # `bn_cnn.s1`: seed 1 of `bn_cnn` (member_name's last part)
+
+
 def member_name(model: str, tag: str = "", seed: int = 0) -> str:
     """The folder of one trained variant: the architecture, then the tag, then s<seed> for seeds other than 0."""
     return ".".join([model] + ([tag] if tag else []) + ([f"s{seed}"] if seed else []))
+
+
+def seed_base(member: str) -> str | None:
+    """The member a seed member is another seed of (`bn_cnn.s1` -> `bn_cnn`); None for a seed-0 member."""
+    match = SEED_MEMBER.fullmatch(member)
+    return match[1] if match else None
 
 
 @dataclass(frozen=True)
@@ -223,12 +233,17 @@ def refit_epochs(member: str, k: int) -> tuple[int, list[int]]:
     return int(np.ceil(np.median(best))), best
 
 
-def refit_test_logits(member: str) -> np.ndarray | None:
-    """The member's refit test logits (TTA), or None when it has no finished refit."""
+def refit_test_logits(member: str, test_rows: int) -> np.ndarray | None:
+    """The member's refit test logits (TTA), or None when it has no finished refit; refused when they are not
+    `test_rows` rows (a refit trained on other data)."""
     files = FoldFiles(member, None)
     if not files.is_done():
         return None
-    return _finite(read_npz(files / TEST)["logits"], files / TEST, "logits")
+    logits = _finite(read_npz(files / TEST)["logits"], files / TEST, "logits")
+    if len(logits) != test_rows:
+        raise SettingsError(f"{member}: its refit has {len(logits)} test rows, the dataset {test_rows}. "
+                            f"Train the refit again on the current data.")
+    return logits
 
 
 @dataclass
@@ -255,10 +270,11 @@ class Teacher:
         return {"sha1": self.sha1, "weight": self.weight}
 
 
-def teacher_sha1(path: Path) -> str:
-    """What a student records of its teacher: a hash of the rows and probabilities, not of the file's bytes
-    (np.savez stamps the time in the zip, so the same ensemble written again must still be the same teacher)."""
-    z = read_npz(path)
+def teacher_sha1(path: Path, z: dict | None = None) -> str:
+    """What a student records of its teacher: a hash of the rows and probabilities (`z`, read from `path` when
+    not given), not of the file's bytes: np.savez stamps the time in the zip, so the same ensemble written
+    again must still be the same teacher."""
+    z = read_npz(path) if z is None else z
     return hashlib.sha1(z["rows"].astype(np.int64).tobytes() + z["probs"].astype(np.float32).tobytes()).hexdigest()
 
 
@@ -277,7 +293,7 @@ def load_teacher(path: Path, weight: float) -> Teacher:
     if probs.ndim != 2 or len(probs) != len(z["rows"]) or not np.allclose(probs.sum(1), 1, atol=1e-3):
         raise DataError(f"{path}: probs must be (rows, classes) probabilities summing to 1. Write it again "
                         f"with python -m competition.ensemble.")
-    return Teacher(path, teacher_sha1(path), z["rows"], probs, weight)
+    return Teacher(path, teacher_sha1(path, z), z["rows"], probs, weight)
 
 
 def available_models() -> list[str]:

@@ -71,12 +71,9 @@ def with_refit(model: ModelLogits, share: float = REFIT_SHARE) -> ModelLogits:
     """The member with its refit's test logits mixed in at `share` (unchanged when it has no finished refit)."""
     if not 0 <= share <= 1:
         raise SettingsError(f"refit share {share}: expected a number in [0, 1]")
-    refit = artifacts.refit_test_logits(model.model) if share else None
+    refit = artifacts.refit_test_logits(model.model, len(model.test_logits)) if share else None
     if refit is None:
         return model
-    if refit.shape != model.test_logits.shape:
-        raise SettingsError(f"{model.model}: its refit has test logits of shape {refit.shape}, its folds "
-                            f"{model.test_logits.shape}; train the refit again on the current data.")
     return dataclasses.replace(model, test_logits=(1 - share) * model.test_logits + share * refit, refit_share=share)
 
 

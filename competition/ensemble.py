@@ -114,9 +114,8 @@ def choose_combiner(models: list[ModelLogits], combiner: str, oof, test, labels,
     return stack_oof, stack_test, "stack"
 
 
-def load_members(names: list[str], allow_missing: bool, fold_of_row, data, refit_share: float) -> list[ModelLogits]:
-    k = artifacts.fold_count()
-    students = [n for n in names if artifacts.is_student(n, k)]
+def load_members(names: list[str], students: list[str], allow_missing: bool, fold_of_row, data,
+                 refit_share: float) -> list[ModelLogits]:
     if students and len(names) > 1:
         raise SettingsError(f"{students}: students (trained against a teacher) can't be weighted on OOF beside "
                             f"other members: their OOF saw the teacher's labels of every fold. Submit a student "
@@ -138,12 +137,9 @@ def member_label(m: ModelLogits) -> str:
 
 def refit_only(name: str, data) -> tuple[np.ndarray, dict]:
     """A member with a refit and no finished fold (a student): its test logits; no OOF score exists."""
-    test = artifacts.refit_test_logits(name)
+    test = artifacts.refit_test_logits(name, len(data.test_labels))
     if test is None:
         artifacts.load_model(name)  # raises: no finished fold, and no refit either
-    if len(test) != len(data.test_labels):
-        raise SettingsError(f"{name}: its refit has {len(test)} test rows, the dataset {len(data.test_labels)}. "
-                            f"Train it again on the current data.")
     scores = score(test[:0], np.zeros(0, np.int64), test, data)
     print(f"{name}: refit only (no folds), so no OOF score; PublicTest {fmt(scores['public'])}")
     return test, scores
@@ -158,7 +154,8 @@ def run(names: list[str], weighting: str, average: str, allow_missing: bool, com
         test, ensemble = refit_only(names[0], data)
         weights, labels, average = None, names, "refit"
     else:
-        models = load_members(names, allow_missing, fold_of_row, data, refit_share)
+        students = [n for n in names if artifacts.is_student(n, k)]
+        models = load_members(names, students, allow_missing, fold_of_row, data, refit_share)
         weights = fit_weights(models, average) if weighting == "oof" else np.full(len(models), 1 / len(models))
         rows, labels_oof, _ = common_oof(models)
         oof, test = combine(models, weights, average)
@@ -171,7 +168,7 @@ def run(names: list[str], weighting: str, average: str, allow_missing: bool, com
         print(f"\n{how}; ensemble OOF over {len(rows)} Training rows\n")
         print(table(models, weights, per_model, ensemble))
         labels = [member_label(m) for m in models]
-        if not any(artifacts.is_student(n, k) for n in names):
+        if not students:
             artifacts.save_teacher(paths.submissions_dir() / artifacts.TEACHER, rows,
                                    softmax(oof.astype(np.float64), axis=1), names)
     now = datetime.now(timezone.utc)

@@ -32,7 +32,8 @@ def test_a_refit_trains_every_row_and_stops_at_the_median_best_epoch_of_its_fold
     assert done["refit"] and done["epochs_run"] == done["best_epoch"] == int(np.ceil(np.median(best)))
     assert config["refit"] == {"epochs": done["epochs_run"], "folds_of": "baseline_cnn", "best_epochs": best}
     assert not (refit / "oof.npz").exists() and "val_acc" not in done  # nothing was held out
-    assert artifacts.refit_test_logits("baseline_cnn").shape == (len(prepared.test_labels), 7)
+    rows = len(prepared.test_labels)
+    assert artifacts.refit_test_logits("baseline_cnn", rows).shape == (rows, 7)
     assert len(open(refit / "log.csv").read().splitlines()) == done["epochs_run"] + 1
     assert artifacts.available_models() == ["baseline_cnn"]  # a refit is not a member of its own
 
