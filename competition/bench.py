@@ -81,7 +81,7 @@ def harness_train(name, images, labels, device, steps, aug="auto", threads=HARNE
     bs = recipe.batch_size
     warm = BatchSource(images[:WARMUP * bs], labels[:WARMUP * bs], recipe, device, aug)
     timed = BatchSource(images[:steps * bs], labels[:steps * bs], recipe, device, aug)
-    parts = build(name, recipe, timed.steps, device)
+    parts = build(name, recipe, timed.steps, device, sample=timed.sample())
     if not channels_last:  # the ablation's "before": weights (and so activations) in NCHW
         for module in (parts.model, parts.ema.module if parts.ema is not None else None):
             if module is not None:

@@ -54,7 +54,7 @@ def measure(name: str, recipe: Recipe, images, labels, device: torch.device, aug
     n = recipe.batch_size * (MEASURE_STEPS + 1)
     source = BatchSource(images[:n], labels[:n], recipe, device, aug)
     torch.manual_seed(0)
-    parts = build(name, recipe, source.steps, device)
+    parts = build(name, recipe, source.steps, device, sample=source.sample())
     warm = BatchSource(images[:recipe.batch_size], labels[:recipe.batch_size], recipe, device, aug)
     train_one_epoch(parts, warm, seed=0, progress=False)
     stats = train_one_epoch(parts, source, seed=1, progress=False)

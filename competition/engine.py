@@ -11,7 +11,7 @@ loss and accuracy add up in device tensors that are read once at the end of the 
 fused and the EMA a foreach lerp. So the host queues steps ahead of the GPU instead of waiting on each.
 """
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import timm
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
@@ -103,18 +103,21 @@ def load_checkpoint(path, device: torch.device) -> tuple[torch.nn.Module, dict]:
 # ---------------------------------------------------------------- the parts of a run
 
 def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.device,
-          model: torch.nn.Module | None = None, soft_targets: bool = False) -> TrainParts:
+          model: torch.nn.Module | None = None, soft_targets: bool = False, sample=None) -> TrainParts:
     """Model (or the one given), optimizer, scheduler, EMA, loss and mixup from timm's factories.
     soft_targets: the batches carry (batch, 7) target probabilities (a teacher's) instead of class indices;
-    the loss is then the cross-entropy against them, and label smoothing is the teacher's to give."""
+    the loss is then the cross-entropy against them, and label smoothing is the teacher's to give.
+    sample: normalised training images for a data-dependent init (`prepare_net`)."""
     if soft_targets and (recipe.mixup or recipe.cutmix):
         raise SettingsError("training against a teacher's soft targets with mixup or cutmix is not supported: "
                             "--set mixup=0 --set cutmix=0")
     step = scaled(recipe)
     model = (model or create_model(model_name, recipe.drop_rate)).to(device, memory_format=torch.channels_last)
+    prepare_net(model, recipe, sample)
     fused = {"fused": True} if device.type == "cuda" and recipe.opt.lower() in ("adam", "adamw", "sgd") else {}
+    groups = {"param_group_fn": lambda net: param_groups(net, recipe)} if recipe.bias_lr != 1 else {}
     optimizer = create_optimizer_v2(model, opt=recipe.opt, lr=step.lr, weight_decay=recipe.weight_decay,
-                                    momentum=recipe.momentum, **fused)
+                                    momentum=recipe.momentum, **fused, **groups)
     scheduler, _ = create_scheduler_v2(optimizer, sched=recipe.sched, num_epochs=recipe.epochs,
                                        warmup_epochs=step.warmup_epochs, warmup_lr=recipe.warmup_lr,
                                        min_lr=recipe.min_lr, decay_epochs=recipe.decay_epochs,
@@ -128,25 +131,66 @@ def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.d
     return TrainParts(model, optimizer, scheduler, ema, loss_fn, mixup, step, recipe.clip_grad)
 
 
+def prepare_net(net: torch.nn.Module, recipe: Recipe, sample) -> None:
+    """The recipe's inits that a net offers (airbench's): identity convs, then a first conv that whitens the
+    sample's patches. A resumed run prepares the same way, then loads its weights over these."""
+    if recipe.dirac and hasattr(net, "dirac_init"):
+        net.dirac_init()
+    if recipe.whiten and hasattr(net, "init_whitening"):
+        if sample is None:
+            raise SettingsError("whiten=true needs training images to set the first conv from")
+        net.init_whitening(torch.as_tensor(sample).to(next(net.parameters()).device))
+
+
+def param_groups(net: torch.nn.Module, recipe: Recipe) -> list[dict]:
+    """timm's weight-decay groups, with the norm layers' biases apart at `bias_lr` times the lr (timm's
+    schedulers honour a group's lr_scale)."""
+    norm_biases = {id(m.bias) for m in net.modules()
+                   if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.bias is not None}
+    groups = []
+    for group in param_groups_weight_decay(net, recipe.weight_decay):
+        mine = [p for p in group["params"] if id(p) in norm_biases]
+        rest = [p for p in group["params"] if id(p) not in norm_biases]
+        groups += [g for g in ({**group, "params": rest}, {**group, "params": mine, "lr_scale": recipe.bias_lr})
+                   if g["params"]]
+    return groups
+
+
 class BatchSource:
     """Shuffled, augmented training batches of a fixed set of rows, the same for the same epoch seed.
     `labels`: class indices (n,), or soft targets (n, 7) that sum to 1 per row."""
 
     def __init__(self, images_u8, labels, recipe: Recipe, device: torch.device, aug: str = "auto"):
-        self.recipe, self.device = recipe, device
+        self.device = device
+        self.recipe = replace(recipe, flip=False) if recipe.alt_flip else recipe  # the mirror is chosen here
         self.aug = ("tensor" if device.type == "cuda" else "albumentations") if aug == "auto" else aug
         if self.aug == "albumentations":
             from competition.augment import AlbumentationsAugment  # host-only: the GPU path never imports it
-            self.albu = AlbumentationsAugment(recipe)
+            self.albu = AlbumentationsAugment(self.recipe)
             self.images = np.asarray(images_u8.cpu() if torch.is_tensor(images_u8) else images_u8)
         else:
             self.albu, self.images = None, torch.as_tensor(images_u8).to(device)
         self.labels = torch.as_tensor(labels).to(device)
         self.batch = recipe.batch_size
         self.steps = len(labels) // self.batch  # drop the last partial batch (BatchNorm1d needs >1)
+        # alt_flip (airbench): a fixed random half of the rows is mirrored on even epochs, the other half on odd
+        self.half = (np.random.default_rng(0).random(len(labels)) < 0.5) if recipe.alt_flip else None
 
-    def epoch(self, seed: int):
-        """Yield (x normalised float, y) for one epoch; on the tensor path no step copies from the host."""
+    def sample(self, n: int = 5000) -> torch.Tensor:
+        """The first n rows, normalised, unaugmented: what a data-dependent init looks at."""
+        images = self.images[:n]
+        return normalize(images if torch.is_tensor(images) else torch.from_numpy(np.asarray(images)))
+
+    def mirrored(self, x, host_idx: np.ndarray, epoch: int):
+        """alt_flip: this epoch's half of the rows, mirrored (uint8 rows, host or device)."""
+        flip = self.half[host_idx] ^ bool(epoch % 2)
+        if torch.is_tensor(x):
+            return torch.where(torch.from_numpy(flip).to(x.device)[:, None, None], x.flip(-1), x)
+        return np.where(flip[:, None, None], x[..., ::-1], x)
+
+    def epoch(self, seed: int, epoch: int = 0):
+        """Yield (x normalised float, y) for one epoch; on the tensor path no step copies from the host
+        (with alt_flip, one small mask per step)."""
         order = np.random.default_rng(seed).permutation(len(self.labels))
         gen = torch.Generator(device=self.device).manual_seed(seed)
         if self.albu:
@@ -154,11 +198,12 @@ class BatchSource:
         order_dev = torch.from_numpy(order).to(self.device)  # once per epoch
         for step in range(self.steps):
             idx = order_dev[step * self.batch:(step + 1) * self.batch]
-            if self.albu:
-                host_idx = order[step * self.batch:(step + 1) * self.batch]
-                x = self.albu(self.images[host_idx]).to(self.device, non_blocking=True)
-            else:
-                x = tensor_augment(self.images[idx], self.recipe, gen)
+            host_idx = order[step * self.batch:(step + 1) * self.batch]
+            rows = self.images[host_idx] if self.albu else self.images[idx]
+            if self.half is not None:
+                rows = self.mirrored(rows, host_idx, epoch)
+            x = self.albu(np.ascontiguousarray(rows)).to(self.device, non_blocking=True) if self.albu else \
+                tensor_augment(rows, self.recipe, gen)
             yield normalize(x), self.labels[idx]
 
 
@@ -172,7 +217,7 @@ def train_one_epoch(parts: TrainParts, source: BatchSource, seed: int, start_ste
     loss_sum = torch.zeros((), device=source.device)
     correct = torch.zeros((), dtype=torch.long, device=source.device)
     step, start = start_step, time.perf_counter()
-    for x, y in tqdm(source.epoch(seed), total=source.steps, desc=desc, leave=False, disable=not progress,
+    for x, y in tqdm(source.epoch(seed, start_step // max(source.steps, 1)), total=source.steps, desc=desc, leave=False, disable=not progress,
                      unit="batch"):
         x, targets = parts.mixup(x, y) if parts.mixup is not None else (x, y)
         with autocast_for(source.device):

@@ -63,7 +63,12 @@ class Recipe:
     brightness: float = 0.2  # random brightness/contrast change, p=0.5; 0 = off
     contrast: float = 0.2
     erase: float = 0.25  # probability of erasing one 8..16 px rectangle (random erasing); 0 = off
+    alt_flip: bool = False  # mirror each image on alternate epochs (a fixed random half first) instead of at random
     tta: int = 1  # test-time views: 0 image, 1 + mirror, 2 + shifts of 2 px (10 views), 3 ten-crop of 44 px (10)
+    # net preparation and per-group learning rates (airbench's ingredients; nets without the hooks ignore them)
+    whiten: bool = False  # first conv set from the training patches' covariance, then frozen (net.init_whitening)
+    dirac: bool = False  # convs start as identity maps on their first channels (net.dirac_init)
+    bias_lr: float = 1.0  # lr multiplier of the norm layers' biases (airbench: 64 with sgd)
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,14 @@ STUDY = Recipe(name="study", epochs=60, batch_size=128, opt="adam", lr=1e-3, wei
 STRONG = Recipe()
 QUICK = replace(STRONG, name="quick", warmup_epochs=1)
 
+# airbench's recipe for a speed-first net (models/air_fer.py): Nesterov SGD with 64x lr on the BN biases,
+# label smoothing 0.2, identity and whitening inits, alternating flips, translation by 2 px, about 10 epochs.
+AIRBENCH = dict(opt="sgd", lr=0.2, momentum=0.85, weight_decay=5e-5, bias_lr=64.0, label_smoothing=0.2,
+                whiten=True, dirac=True, alt_flip=True, pad=2, epochs=16)
+
 # Per-model departures from the recipes (the study tuned Model 3 separately: smaller lr, earlier decay).
 MODEL_OVERRIDES = {
+    **{(recipe, net): AIRBENCH for recipe in ("strong", "quick") for net in ("air_fer", "air_fer_s")},
     ("study", "resnet_cbam"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
     ("study", "resnet_cbam48"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
     ("strong", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998),

@@ -162,7 +162,7 @@ class FoldRun:
             artifacts.write_config_once(self.files, self.config)
             torch.manual_seed(epoch_seed(self.seed, self.seed_fold, 0))  # the initial weights
             self.parts = build(self.name, self.recipe, self.source.steps, self.device,
-                               soft_targets=self.teacher is not None)
+                               soft_targets=self.teacher is not None, sample=self.source.sample())
             self.resume()
             with tqdm(total=self.stop_after, initial=self.progress.epoch, disable=not self.show_progress,
                       desc=f"{self.files.what} epochs") as bar:
@@ -311,6 +311,13 @@ def is_locked(files: FoldFiles) -> bool:
         return True
 
 
+def provenance_of(data, k: int) -> dict:
+    """What a fold's config.json records of where it came from (once per process, not per fold)."""
+    return {"k": k, "folds_sha1": artifacts.folds_sha1(),
+            "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images),
+            "versions": versions(), "git_commit": artifacts.git_commit()}
+
+
 # ---------------------------------------------------------------- jobs
 
 def parse_models(spec: str) -> list[str]:
@@ -448,9 +455,7 @@ def _main(argv=None) -> int:
     planned = {m: frozenset(j.fold for j in jobs if j.member == m and j.fold is not None)
                for m in {j.member for j in jobs}}  # what a refit may wait for
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
-    provenance = {"k": k, "folds_sha1": artifacts.folds_sha1(),  # once per process, not per fold
-                  "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images),
-                  "versions": versions(), "git_commit": artifacts.git_commit()}
+    provenance = provenance_of(data, k)
     resident = Resident.place(data, device, args.aug)
     deadlines = [None] * len(mine)
     if args.budget > 0:
