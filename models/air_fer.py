@@ -5,7 +5,7 @@ shape is the most accuracy per minute we have measured on FER2013 (README, "accu
   whiten   a 2x2 conv from 1 to 8 channels whose filters are set from the training patches' covariance
            (`init_whitening`, called by the harness before the first step when the recipe says `whiten`),
            then frozen: ZCA-like whitening of pixel neighbourhoods, plus their negatives, so GELU drops nothing
-  3 groups conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU, widths 64/128/256 (47 -> 23 -> 11 -> 5)
+  3 groups conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU, widths 48/96/192 (47 -> 23 -> 11 -> 5)
   head     global max pool -> Linear without bias, scaled by 1/9 (a small initial logit scale; airbench)
 BatchNorm weights are fixed at 1 (only the biases learn, at a higher lr: recipe `bias_lr`) and the running
 statistics follow the batch closely (momentum 0.4), as in airbench. Convs start as identity maps on their
@@ -14,8 +14,9 @@ net passes the whitened image through. Both inits are the harness's to call (com
 a net loaded from a checkpoint needs neither.
 
     import models, timm
-    net = timm.create_model("air_fer")          # 64/128/256, 1.2 M parameters
-    net = timm.create_model("air_fer_s")        # 32/64/128: the 5-minute CPU member
+    net = timm.create_model("air_fer_s")        # widths 32/64/128, 0.29 M parameters: the 5-minute CPU member
+    net = timm.create_model("air_fer")          # 48/96/192, 0.65 M: the 30-minute CPU member
+    net = timm.create_model("air_fer_l")        # 64/128/256, 1.15 M: for GPUs
 """
 import torch
 import torch.nn.functional as F
@@ -59,7 +60,7 @@ class AirFer(nn.Module):
             num_classes: int = 7,
             in_chans: int = 1,
             drop_rate: float = 0.0,  # before the classifier (airbench uses none)
-            widths: tuple = (64, 128, 256),
+            widths: tuple = (48, 96, 192),
             head_scale: float = 1 / 9,  # logits = scale x Linear(features): airbench's small start
             img_size=48,  # timm passes it; the global pool takes any size
     ):
@@ -119,6 +120,7 @@ class AirFer(nn.Module):
 default_cfgs = generate_default_cfgs({
     'air_fer': fer_cfg(first_conv='whiten', classifier='fc', pool_size=(5, 5)),
     'air_fer_s': fer_cfg(first_conv='whiten', classifier='fc', pool_size=(5, 5)),
+    'air_fer_l': fer_cfg(first_conv='whiten', classifier='fc', pool_size=(5, 5)),
 })
 
 
@@ -130,3 +132,8 @@ def air_fer(pretrained: bool = False, **kwargs) -> AirFer:
 @register_model
 def air_fer_s(pretrained: bool = False, **kwargs) -> AirFer:
     return build_model_with_cfg(AirFer, 'air_fer_s', pretrained, **{'widths': (32, 64, 128), **kwargs})
+
+
+@register_model
+def air_fer_l(pretrained: bool = False, **kwargs) -> AirFer:
+    return build_model_with_cfg(AirFer, 'air_fer_l', pretrained, **{'widths': (64, 128, 256), **kwargs})

@@ -52,8 +52,8 @@ def test_dirac_init_passes_the_input_channels_through():
 
 
 def test_prepare_net_follows_the_recipe():
-    recipe = get_recipe("strong", "air_fer_s")
-    assert recipe.whiten and recipe.dirac and recipe.alt_flip and recipe.opt == "sgd"
+    recipe = replace(get_recipe("strong", "air_fer_s"), dirac=True)
+    assert recipe.whiten and recipe.alt_flip and recipe.opt == "muon"
     net = timm.create_model("air_fer_s")
     with pytest.raises(SettingsError, match="whiten"):
         prepare_net(net, recipe, None)
@@ -63,7 +63,7 @@ def test_prepare_net_follows_the_recipe():
 
 
 def test_norm_biases_learn_at_bias_lr_times_the_rate():
-    recipe = replace(get_recipe("strong", "air_fer_s"), bias_lr=64.0, warmup_epochs=0)
+    recipe = replace(get_recipe("strong", "air_fer_s"), opt="sgd", bias_lr=64.0, warmup_epochs=0)
     parts = build("air_fer_s", recipe, steps_per_epoch=10, device=CPU, sample=faces(8))
     norm_biases = {id(m.bias) for m in parts.model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     trained = [p for g in parts.optimizer.param_groups for p in g["params"]]
