@@ -11,7 +11,9 @@ carries them, and are -1 (unknown) otherwise, as for PrivateTest in the develope
 
 Parsing is vectorised (one numpy pass over all pixel text), so the 300 MB csv loads in seconds. Bad input
 raises DataError naming the file, the line and what to do; the cache is written atomically, so a crash
-leaves either the old cache or the new one, never half of one.
+leaves either the old cache or the new one, never half of one. An input is untrusted: it is read within the
+bounds below (MAX_MEMBER_BYTES, MAX_TOTAL_BYTES, MAX_NESTING), each member's size checked before it is read,
+and messages quote at most errors.QUOTE_CHARS characters of it.
 """
 import argparse
 import hashlib
