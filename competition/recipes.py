@@ -24,7 +24,6 @@ knob also takes `none`):
     python -m competition.train_folds --model bn_cnn --recipe strong --set lr=0.001 --set batch_size=512
 """
 import math
-import types
 import typing
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -121,8 +120,7 @@ NONE = ("none", "null")  # what `--set key=none` says for an Optional knob (drop
 def parse_value(kind, text: str):
     """`text` as a value of the Recipe field type `kind`: int, float, bool, str, or an Optional of one of them
     (`X | None`, which also takes none). Raises ValueError saying what was expected."""
-    arms = typing.get_args(kind) if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union \
-        else (kind,)
+    arms = typing.get_args(kind) or (kind,)  # `float | None` -> (float, NoneType); `int` -> (int,)
     concrete = [arm for arm in arms if arm is not type(None)]
     if len(concrete) != 1 or concrete[0] not in (int, float, bool, str):
         raise TypeError(f"parse_value: no rule for a recipe field of type {kind}")  # a new kind of knob: add it
