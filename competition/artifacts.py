@@ -19,6 +19,11 @@ refit has no OOF predictions, only test logits.
       done.json    written last; a fold with done.json (and the same provenance) is finished
       lock         held (fcntl) by the one process that trains this fold
 
+Every reader of a finished fold or refit goes through `check_provenance` (load_model, refit_test_logits,
+refit_epochs): a fold whose config.json records another dataset fingerprint, folds.csv hash or k than the
+current ones (`current_provenance`) is refused by name, --allow-missing or not. A teacher (submissions/teacher.npz)
+records the same three and its members; load_teacher refuses one made from other data or folds.
+
     from competition import artifacts
     k = artifacts.fold_count(); artifacts.finished_folds("bn_cnn", k); artifacts.load_model("bn_cnn")
 """
@@ -37,7 +42,7 @@ import torch
 
 from competition import folds, paths
 from competition.atomic import atomic_open, atomic_write_text, file_lock
-from competition.data import DataError, FerData
+from competition.data import DataError, FerData, load_dataset
 from competition.errors import SettingsError
 
 CONFIG, LOG, STATE, BEST = "config.json", "log.csv", "state.pt", "best.pt"
@@ -125,6 +130,47 @@ def data_sha1(train_images: np.ndarray, train_labels: np.ndarray, test_images: n
     return h.hexdigest()
 
 
+@cache
+def _dataset_sha1(path: str, mtime_ns: int) -> str:
+    data = load_dataset(Path(path))
+    return data_sha1(data.train_images, data.train_labels, data.test_images)
+
+
+def current_provenance() -> dict:
+    """What a fold, refit or teacher must have recorded to belong to the data on disk now: k, the folds.csv
+    hash and the dataset's fingerprint (each computed once per version of its file)."""
+    cache = paths.cache_path()
+    if not cache.exists():
+        load_dataset(cache)  # raises: no prepared dataset, run ./run.sh download
+    return {"k": fold_count(), "folds_sha1": folds_sha1(),
+            "data_sha1": _dataset_sha1(str(cache), cache.stat().st_mtime_ns)}
+
+
+PROVENANCE_WHAT = {"k": "the number of folds", "folds_sha1": "folds/folds.csv", "data_sha1": "the dataset",
+                   "aug": "the augmentation path"}
+
+
+def stale_keys(recorded: dict) -> list[str]:
+    """The current_provenance keys on which `recorded` differs from the data and folds on disk now."""
+    now = current_provenance()
+    return [key for key in now if recorded.get(key) != now[key]]
+
+
+def check_provenance(files: FoldFiles) -> None:
+    """A finished fold or refit is read only if its config.json records the current dataset fingerprint,
+    folds.csv hash and k: logits trained on other data or another split would leak the held-out rows'
+    labels (a Training row fold 0 trained on may be held out now) or score the wrong rows."""
+    path = files / CONFIG
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    differ = stale_keys(recorded)
+    if differ:
+        named = ", ".join(PROVENANCE_WHAT[key] + (" (not recorded)" if key not in recorded else "") for key in differ)
+        raise SettingsError(f"{files.what} ({files.dir}) was trained on other data than the current: {named} "
+                            f"differ. It can't be used, --allow-missing or not: train it again (delete that "
+                            f"folder and run the same ./run.sh train command), or restore the dataset and "
+                            f"folds/folds.csv it was trained on.")
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.REPO, capture_output=True, text=True,
@@ -145,9 +191,7 @@ def check_same_run(files: FoldFiles, config: dict) -> None:
     differ = sorted(key for key in config["settings"] if before.get("settings", {}).get(key) != config["settings"][key])
     differ += [key for key in ("seed", *PROVENANCE_KEYS) if before.get(key) != config.get(key)]
     if differ:
-        what = {"k": "the number of folds", "folds_sha1": "folds/folds.csv", "data_sha1": "the dataset",
-                "aug": "the augmentation path"}
-        named = ", ".join(what.get(key, key) for key in differ)
+        named = ", ".join(PROVENANCE_WHAT.get(key, key) for key in differ)
         raise SettingsError(f"{files.dir} was started with other settings or data ({named} differ). Run again "
                             f"with the same ones, or delete that folder to train this fold from scratch.")
     if before.get("git_commit") != config.get("git_commit"):
@@ -229,6 +273,8 @@ def refit_epochs(member: str, k: int) -> tuple[int, list[int]]:
     if missing:
         raise SettingsError(f"{member}: a refit needs all {k} folds finished (its epochs are their median best "
                             f"epoch); fold(s) {missing} are not. Train them first: --folds all")
+    for f in range(k):
+        check_provenance(FoldFiles(member, f))
     best = [int(read_done(FoldFiles(member, f))["best_epoch"]) for f in range(k)]
     return int(np.ceil(np.median(best))), best
 
@@ -239,6 +285,7 @@ def refit_test_logits(member: str, test_rows: int) -> np.ndarray | None:
     files = FoldFiles(member, None)
     if not files.is_done():
         return None
+    check_provenance(files)
     logits = _finite(read_npz(files / TEST)["logits"], files / TEST, "logits")
     if len(logits) != test_rows:
         raise SettingsError(f"{member}: its refit has {len(logits)} test rows, the dataset {test_rows}. "
@@ -279,7 +326,23 @@ def teacher_sha1(path: Path, z: dict | None = None) -> str:
 
 
 def save_teacher(path: Path, rows: np.ndarray, probs: np.ndarray, members: list[str]) -> None:
-    save_npz(path, rows=rows.astype(np.int64), probs=probs.astype(np.float32), members=np.array(members))
+    """The teacher's probabilities with their provenance: its members (whose folds load_model checked against
+    the current data) and the current dataset fingerprint, folds.csv hash and k."""
+    provenance = {key: np.array(value) for key, value in current_provenance().items()}
+    save_npz(path, rows=rows.astype(np.int64), probs=probs.astype(np.float32), members=np.array(members),
+             **provenance)
+
+
+def check_teacher(path: Path, z: dict) -> None:
+    """A teacher's soft targets are only right for the data and folds its members were trained on."""
+    recorded = {key: z[key].item() for key in ("k", "folds_sha1", "data_sha1") if key in z}
+    differ = stale_keys(recorded)
+    if differ:
+        named = ", ".join(PROVENANCE_WHAT[key] + (" (not recorded)" if key not in recorded else "") for key in differ)
+        members = ",".join(str(m) for m in z["members"]) if "members" in z else "..."
+        raise SettingsError(f"{path}: this teacher was made from other data than the current: {named} differ. "
+                            f"Make it again from members trained on the current data: "
+                            f"python -m competition.ensemble --models {members}")
 
 
 def load_teacher(path: Path, weight: float) -> Teacher:
@@ -289,6 +352,7 @@ def load_teacher(path: Path, weight: float) -> Teacher:
         raise SettingsError(f"{path}: no teacher file. Write one with python -m competition.ensemble "
                             f"(it saves {TEACHER} beside the submission).")
     z = read_npz(path)
+    check_teacher(path, z)
     probs = _finite(z["probs"], path, "probs")
     if probs.ndim != 2 or len(probs) != len(z["rows"]) or not np.allclose(probs.sum(1), 1, atol=1e-3):
         raise DataError(f"{path}: probs must be (rows, classes) probabilities summing to 1. Write it again "
@@ -328,6 +392,7 @@ def _finite(array: np.ndarray, path: Path, key: str) -> np.ndarray:
 
 
 def _fold_logits(files: FoldFiles, fold_of_row: np.ndarray | None) -> tuple[dict, dict]:
+    check_provenance(files)
     oof, test = read_npz(files / OOF), read_npz(files / TEST)
     for name, arrays in ((OOF, oof), (TEST, test)):
         for key in ("logits", "logits_plain"):

@@ -11,7 +11,9 @@ carries them, and are -1 (unknown) otherwise, as for PrivateTest in the develope
 
 Parsing is vectorised (one numpy pass over all pixel text), so the 300 MB csv loads in seconds. Bad input
 raises DataError naming the file, the line and what to do; the cache is written atomically, so a crash
-leaves either the old cache or the new one, never half of one.
+leaves either the old cache or the new one, never half of one. An input is untrusted: it is read within the
+bounds below (MAX_MEMBER_BYTES, MAX_TOTAL_BYTES, MAX_NESTING), each member's size checked before it is read,
+and messages quote at most errors.QUOTE_CHARS characters of it.
 """
 import argparse
 import hashlib
@@ -31,7 +33,7 @@ import pandas as pd
 
 from competition import CLASSES, IMAGE_SIZE, NUM_CLASSES, paths
 from competition.atomic import atomic_open
-from competition.errors import UserError, run_command
+from competition.errors import QUOTE_CHARS, UserError, quote, run_command
 from competition.submission import example_rows
 
 CACHE_VERSION = 1
@@ -41,6 +43,15 @@ NOT_PIXEL_TEXT = np.ones(256, dtype=bool)  # byte -> True unless a digit, a spac
 NOT_PIXEL_TEXT[[ord(c) for c in "0123456789 \n"]] = False
 KNOWN_FILES = ("fer2013.csv", "icml_face_data.csv", "train.csv", "test.csv", "example_submission.csv")
 _DIGITS = re.compile(r"\d+")
+# Bounds on reading an input (`--from`, or the download), well above the real files: the developers' zip
+# holds fer2013.tar.gz (85 MB) whose fer2013.csv inflates to 271 MB, and test.csv (60 MB); Kaggle's full zip
+# also has train.csv and icml_face_data.csv, about 0.9 GB in all. Past these the input is refused, naming the
+# file, the member and its size, before memory runs out (issue #20: a 14 MB zip inflating to 3 GiB took 16.5 GB).
+MAX_MEMBER_BYTES = 1 << 30  # one file read from the input: 1 GiB
+MAX_TOTAL_BYTES = 2 << 30  # all files read from one input together: 2 GiB
+MAX_NESTING = 1  # archives inside the input: the zip holds fer2013.tar.gz; nothing deeper is read
+REAL_CSV_BYTES, REAL_TOTAL_BYTES = 270_979_535, 900_000_000  # the figures the messages compare with
+HEADER_BYTES = 4096  # read of a csv's first line to recognise it (the real headers are under 30 bytes)
 REBUILD = "Run `./run.sh download --force` (or `./run.sh download --from PATH --force`) to rebuild it."
 
 
@@ -68,61 +79,122 @@ class FerData:
 
 # ---------------------------------------------------------------- reading the input files
 
-def read_members(source: Path) -> dict[str, bytes]:
-    """Return {known file name: bytes} from a zip, tar.gz, csv or folder."""
-    source = Path(source)
+def read_members(source: Path, bounds: "Bounds | None" = None) -> dict[str, bytes]:
+    """Return {known file name: bytes} from a zip, tar.gz, csv or folder, read within `Bounds`."""
+    source, bounds = Path(source), bounds or Bounds()
     if not source.exists():
         raise DataError(f"{source}: no such file or folder. Give the competition zip, fer2013.tar.gz, "
                         f"fer2013.csv, icml_face_data.csv or a folder holding them.")
     if source.is_dir():
         members = {}
         for path in sorted(source.rglob("*")):
-            if path.is_file():
-                members.update(read_members(path) if path.name.endswith((".zip", ".tar.gz", ".tgz")) else
-                               {path.name: path.read_bytes()} if path.name in KNOWN_FILES else {})
+            if path.is_file() and _is_archive(path.name):
+                members.update(read_members(path, bounds))
+            elif path.is_file() and path.name in KNOWN_FILES:
+                members[path.name] = _read_file(path, path.name, bounds)
         return members
     if source.name.endswith(".zip"):
-        return _read_zip(source)
+        return _read_zip(source, str(source), 0, bounds)
     if source.name.endswith((".tar.gz", ".tgz")):
-        return _read_tar(source.read_bytes(), str(source))
+        with open(source, "rb") as f:
+            return _read_tar(f, str(source), 0, bounds)
     if source.name.endswith(".csv"):
         name = source.name if source.name in KNOWN_FILES else _guess_csv_name(source)
-        return {name: source.read_bytes()}
+        return {name: _read_file(source, name, bounds)}
     raise DataError(f"{source}: unknown kind of file; expected .zip, .tar.gz, .csv or a folder.")
 
 
-def _read_zip(source, where=None) -> dict[str, bytes]:
-    """Known members of a zip (a path, or bytes for a zip inside a zip); reading checks each CRC."""
-    where = where or str(source)
+class Bounds:
+    """What one --from input may make us read: each file at most MAX_MEMBER_BYTES (checked on its declared
+    size before reading, and the read itself never takes more than it declared + 1 byte, so a lying header
+    cannot blow it up), all of them together at most MAX_TOTAL_BYTES, archives at most MAX_NESTING deep."""
+
+    def __init__(self):
+        self.total = 0
+
+    @staticmethod
+    def check_size(declared: int, where: str, member: str) -> None:
+        if declared > MAX_MEMBER_BYTES:
+            raise DataError(f"{where}: {quote(member)} is {declared:,} bytes, past the limit of {MAX_MEMBER_BYTES:,} "
+                            f"bytes on one file read from the input (the largest real one, fer2013.csv, is "
+                            f"{REAL_CSV_BYTES:,}). This is not the competition download: check the file.")
+
+    def read(self, f, declared: int, where: str, member: str) -> bytes:
+        self.check_size(declared, where, member)
+        if self.total + declared > MAX_TOTAL_BYTES:
+            raise DataError(f"{where}: {quote(member)} ({declared:,} bytes) takes what is read from this input "
+                            f"past {MAX_TOTAL_BYTES:,} bytes in all (the whole competition download holds about "
+                            f"{REAL_TOTAL_BYTES:,}). This is not the competition download: check the file.")
+        blob = f.read(declared + 1)  # bounded whatever the stream really holds
+        if len(blob) > declared:
+            raise DataError(f"{where}: {quote(member)} holds more than the {declared:,} bytes its archive declares "
+                            f"(damaged or crafted); refused. Download it again.")
+        self.total += len(blob)
+        return blob
+
+    def nest(self, depth: int, where: str, member: str) -> int:
+        if depth + 1 > MAX_NESTING:
+            raise DataError(f"{where}: {quote(member)} is an archive {depth + 1} levels deep; the competition "
+                            f"download nests at most {MAX_NESTING} (fer2013.tar.gz inside the zip). Extract the "
+                            f"outer archive and give --from the inner one.")
+        return depth + 1
+
+
+def _is_archive(name: str) -> bool:
+    return name.endswith((".zip", ".tar.gz", ".tgz"))
+
+
+def _read_file(path: Path, name: str, bounds: Bounds) -> bytes:
+    with open(path, "rb") as f:
+        return bounds.read(f, path.stat().st_size, str(path), name)
+
+
+def _read_zip(source, where: str, depth: int, bounds: Bounds) -> dict[str, bytes]:
+    """Known members of a zip (a path, or a file object for a zip inside an archive); reading checks each CRC.
+    A member's declared size is checked before it is read; a nested tar.gz is streamed, never held whole."""
     try:
-        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as zf:
+        with zipfile.ZipFile(source) as zf:
             members = {}
             for info in zf.infolist():
-                name = Path(info.filename).name
+                name, inner = Path(info.filename).name, f"{where}:{info.filename}"
                 if name.endswith((".tar.gz", ".tgz")):
-                    members.update(_read_tar(zf.read(info), f"{where}:{info.filename}"))
+                    bounds.check_size(info.file_size, where, info.filename)
+                    with zf.open(info) as f:
+                        members.update(_read_tar(f, inner, bounds.nest(depth, where, info.filename), bounds))
                 elif name.endswith(".zip"):
-                    members.update(_read_zip(zf.read(info), f"{where}:{info.filename}"))
+                    level = bounds.nest(depth, where, info.filename)
+                    with zf.open(info) as f:
+                        blob = bounds.read(f, info.file_size, where, info.filename)
+                    members.update(_read_zip(io.BytesIO(blob), inner, level, bounds))
                 elif name in KNOWN_FILES:
-                    members[name] = zf.read(info)
+                    with zf.open(info) as f:
+                        members[name] = bounds.read(f, info.file_size, where, info.filename)
             return members
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise DataError(f"{where}: not a readable zip ({err}). The download may be truncated or corrupt: "
-                        f"run `./run.sh download` again.") from err
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
+        raise DataError(f"{where}: not a readable zip ({quote(str(err))}). The download may be truncated or "
+                        f"corrupt: run `./run.sh download` again.") from err
 
 
-def _read_tar(blob: bytes, where: str) -> dict[str, bytes]:
+def _read_tar(fileobj, where: str, depth: int, bounds: Bounds) -> dict[str, bytes]:
+    """Known members of a tar(.gz), streamed (mode r|*): each member's declared size is checked before it is
+    read, and nothing but the known members is held in memory."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as tf:
-            return {Path(m.name).name: tf.extractfile(m).read() for m in tf.getmembers()
-                    if m.isfile() and Path(m.name).name in KNOWN_FILES}
+        members = {}
+        with tarfile.open(fileobj=fileobj, mode="r|*") as tf:
+            for m in tf:
+                name = Path(m.name).name
+                if m.isfile() and _is_archive(name):
+                    bounds.nest(depth, where, m.name)  # the download has no archive inside its tar.gz
+                elif m.isfile() and name in KNOWN_FILES:
+                    members[name] = bounds.read(tf.extractfile(m), m.size, where, m.name)
+        return members
     except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-        raise DataError(f"{where}: not a readable tar.gz ({err}). Download it again.") from err
+        raise DataError(f"{where}: not a readable tar.gz ({quote(str(err))}). Download it again.") from err
 
 
 def _guess_csv_name(path: Path) -> str:
     with open(path, "rb") as f:
-        header = [c.strip() for c in f.readline().decode("utf-8", "replace").strip().split(",")]
+        header = [c.strip() for c in f.readline(HEADER_BYTES).decode("utf-8", "replace").strip().split(",")]
     if header == ["emotion", "Usage", "pixels"]:
         return "icml_face_data.csv"
     if header == ["emotion", "pixels", "Usage"]:
@@ -131,7 +203,7 @@ def _guess_csv_name(path: Path) -> str:
         return "train.csv"
     if header == ["pixels"]:
         return "test.csv"
-    raise DataError(f"{path}: unrecognised header {header}. Expected the columns of fer2013.csv "
+    raise DataError(f"{path}: unrecognised header {quote(header)}. Expected the columns of fer2013.csv "
                     f"(emotion,pixels,Usage), icml_face_data.csv, train.csv or test.csv.")
 
 
@@ -144,11 +216,11 @@ def read_table(blob: bytes, name: str, columns: tuple[str, ...]) -> pd.DataFrame
     except pd.errors.EmptyDataError as err:
         raise DataError(f"{name}: the file is empty. Download it again.") from err
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{name}: not a readable csv ({err}).") from err
+        raise DataError(f"{name}: not a readable csv ({quote(str(err))}).") from err
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataError(f"{name}: missing column(s) {missing}; found {list(df.columns)}. "
+        raise DataError(f"{name}: missing column(s) {missing}; found {quote(list(df.columns))}. "
                         f"Expected {list(columns)}.")
     if len(df) == 0:
         raise DataError(f"{name}: no data rows below the header.")
@@ -191,8 +263,10 @@ def parse_pixels(texts: pd.Series, name: str) -> np.ndarray:
     long = np.flatnonzero(long)  # where a run of 4+ digits is found: int16 could overflow there ("99999" -> 159)
     for start in long[(long == 0) | ~is_digit[long - 1]]:  # the first digit of each long value
         value = _DIGITS.match(joined, int(start)).group()
-        if int(value) > 255:  # leading zeros ("0255") are harmless
-            raise DataError(f"{name}: {_line(row_at(start))}: pixel value {value} is outside 0..255.")
+        digits = value.lstrip("0")  # leading zeros ("0255") are harmless
+        if len(digits) > 3 or int(digits or "0") > 255:  # (int() of thousands of digits would raise)
+            shown = value if len(value) <= QUOTE_CHARS else quote(value)
+            raise DataError(f"{name}: {_line(row_at(start))}: pixel value {shown} is outside 0..255.")
     values = np.fromstring(joined, dtype=np.int16, sep=" ")  # whitespace in sep also matches the newlines
     over = np.flatnonzero(values > 255)
     if over.size:
@@ -205,7 +279,7 @@ def parse_labels(texts: pd.Series, name: str) -> np.ndarray:
     bad = np.flatnonzero(labels.isna().to_numpy() | ~labels.isin(range(NUM_CLASSES)).to_numpy())
     if bad.size:
         row = int(bad[0])
-        raise DataError(f"{name}: {_line(row)}: emotion {texts.iloc[row]!r} is not an integer 0..6 "
+        raise DataError(f"{name}: {_line(row)}: emotion {quote(texts.iloc[row])} is not an integer 0..6 "
                         f"({', '.join(f'{i} {c}' for i, c in enumerate(CLASSES))}).")
     return labels.to_numpy().astype(np.int64)
 
@@ -214,7 +288,7 @@ def parse_usage(texts: pd.Series, name: str) -> np.ndarray:
     usage = texts.str.strip().to_numpy().astype(str)
     bad = np.flatnonzero(~np.isin(usage, USAGES))
     if bad.size:
-        raise DataError(f"{name}: {_line(int(bad[0]))}: Usage {usage[bad[0]]!r} is not one of {list(USAGES)}.")
+        raise DataError(f"{name}: {_line(int(bad[0]))}: Usage {quote(usage[bad[0]])} is not one of {list(USAGES)}.")
     return usage
 
 
@@ -315,7 +389,7 @@ def load_dataset(path: Path | None = None) -> FerData:
             data = FerData(z["train_images"], z["train_labels"], z["test_images"], z["test_labels"],
                            z["test_usage"].astype(str), meta.get("example_submission"))
     except _UNREADABLE as err:
-        raise DataError(f"{path}: the prepared dataset is corrupt ({type(err).__name__}: {err}). {REBUILD}") from err
+        raise DataError(f"{path}: the prepared dataset is corrupt ({type(err).__name__}: {quote(str(err))}). {REBUILD}") from err
     check_test_rows(len(data.test_labels), data.example_submission, str(path))
     return data
 

@@ -14,7 +14,8 @@ fit_weights sees OOF logits and Training labels and nothing else, so test labels
 stack, fitted the same way: OOF logits and Training labels only; its OOF score from cross_val_predict), and
 `--combiner auto` keeps whichever of the two has the higher OOF accuracy (the average on a tie), saying both.
 A model with an unfinished fold (no done.json) is refused unless --allow-missing; so is a fold whose OOF rows
-are not that fold's rows in the current folds.csv, or whose logits hold NaN or inf. Loading is
+are not that fold's rows in the current folds.csv, or whose logits hold NaN or inf; a fold or refit trained on
+other data or another split is refused even with --allow-missing (artifacts.check_provenance). Loading is
 competition.artifacts', combining competition.blending's; this module is the command.
 
 Members with a finished refit (folds/<member>/refit/) get it mixed into their test logits at --refit-share

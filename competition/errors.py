@@ -1,7 +1,8 @@
 """User errors and the one runner every command ends through.
 
 A user error is something the person at the keyboard can fix (a missing file, a bad flag, a locked fold):
-it prints one line `error: ...` naming the file and what to do, and exits 2. Anything else is a bug in
+it prints one line `error: ...` naming the file and what to do, and exits 2. A message shows at most
+QUOTE_CHARS characters of any input (`quote`). Anything else is a bug in
 the harness or a library: it keeps its traceback and exits 1, so it is never hidden behind a one-liner.
 
     from competition.errors import UserError, run_command
@@ -9,6 +10,15 @@ the harness or a library: it keeps its traceback and exits 1, so it is never hid
 """
 import sys
 import traceback
+
+QUOTE_CHARS = 80  # the most characters of any input (a header, a cell, a flag) that a message shows
+
+
+def quote(value, limit: int = QUOTE_CHARS) -> str:
+    """Input shown in a message, as its repr, cut to `limit` characters and then saying how long it was: a
+    100 MB line in a bad file must not become a 100 MB error message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters in all)"
 
 
 class UserError(Exception):

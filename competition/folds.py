@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from competition import paths
 from competition.atomic import atomic_write_text
 from competition.data import DataError, duplicate_groups, load_dataset
-from competition.errors import SettingsError, run_command
+from competition.errors import SettingsError, quote, run_command
 
 AGAIN = "Run `./run.sh folds` again."
 
@@ -54,21 +54,21 @@ def read_folds(path: Path | None = None) -> np.ndarray:
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a readable folds file ({err}). {AGAIN}") from err
+        raise DataError(f"{path}: not a readable folds file ({quote(str(err))}). {AGAIN}") from err
     missing = [c for c in ("row", "fold") if c not in table.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {list(table.columns)}. {AGAIN}")
+        raise DataError(f"{path}: missing column(s) {missing}; found {quote(list(table.columns))}. {AGAIN}")
     if len(table) == 0:
         raise DataError(f"{path}: no rows below the header. {AGAIN}")
     rows, folds = table["row"].str.strip(), table["fold"].str.strip()
     wrong_row = np.flatnonzero(rows.to_numpy() != np.arange(len(table)).astype(str))
     if wrong_row.size:
         i = int(wrong_row[0])
-        raise _bad(path, i, f"row {rows.iloc[i]!r}, expected {i} (rows 0..{len(table) - 1} in order)")
+        raise _bad(path, i, f"row {quote(rows.iloc[i])}, expected {i} (rows 0..{len(table) - 1} in order)")
     not_integer = np.flatnonzero(~folds.str.fullmatch(r"-?\d+").to_numpy(dtype=bool))
     if not_integer.size:
         i = int(not_integer[0])
-        raise _bad(path, i, f"fold {folds.iloc[i]!r} is not an integer")
+        raise _bad(path, i, f"fold {quote(folds.iloc[i])} is not an integer")
     fold = folds.astype(np.int64).to_numpy()
     negative = np.flatnonzero(fold < 0)
     if negative.size:

@@ -19,13 +19,15 @@ Batch size and the rule that goes with it. `lr`, `warmup_epochs` and `ema_decay`
 Measured on CPU for bn_cnn, fold 0, 10 epochs (README, "batch size"): 61.44% at 128, 60.96% at 256 and
 60.16% at 512 under this rule: 1.3 points lost at 512 in so short a run (`--set batch_size=256` is the fallback).
 
-Override any knob from the command line with `--set key=value` (unknown keys are refused):
+Override any knob from the command line with `--set key=value` (unknown keys are refused; an Optional
+knob also takes `none`):
     python -m competition.train_folds --model bn_cnn --recipe strong --set lr=0.001 --set batch_size=512
 """
 import math
+import typing
 from dataclasses import asdict, dataclass, fields, replace
 
-from competition.errors import SettingsError
+from competition.errors import SettingsError, quote
 
 GPU_BATCH = 512  # bare-step img/s on an H200 grows 3-4x from 128 to 512 for our models (issue #9's table)
 
@@ -126,20 +128,44 @@ def scaled(recipe: Recipe) -> StepSettings:
     return StepSettings(recipe.batch_size, recipe.lr * lr_factor, warmup, ema)
 
 
+BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+NONE = ("none", "null")  # what `--set key=none` says for an Optional knob (drop_rate=none: the model's default)
+
+
+def parse_value(kind, text: str):
+    """`text` as a value of the Recipe field type `kind`: int, float, bool, str, or an Optional of one of them
+    (`X | None`, which also takes none). Raises ValueError saying what was expected."""
+    arms = typing.get_args(kind) or (kind,)  # `float | None` -> (float, NoneType); `int` -> (int,)
+    concrete = [arm for arm in arms if arm is not type(None)]
+    if len(concrete) != 1 or concrete[0] not in (int, float, bool, str):
+        raise TypeError(f"parse_value: no rule for a recipe field of type {kind}")  # a new kind of knob: add it
+    base, optional = concrete[0], len(arms) > 1
+    if optional and text.strip().lower() in NONE:
+        return None
+    if base is bool:
+        if text.strip().lower() not in BOOLS:
+            raise ValueError("expected true or false")
+        return BOOLS[text.strip().lower()]
+    try:
+        return base(text)
+    except ValueError:
+        raise ValueError(f"expected a {base.__name__}" + (" or none" if optional else "")) from None
+
+
 def parse_overrides(pairs: list[str]) -> dict:
-    """['lr=0.01', 'flip=false'] -> typed values; unknown keys raise SettingsError naming the known ones."""
-    types = {f.name: f.type for f in fields(Recipe)}
+    """['lr=0.01', 'flip=false', 'drop_rate=none'] -> typed values; unknown keys raise SettingsError naming the
+    known ones."""
+    types_of = {f.name: f.type for f in fields(Recipe)}
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or key not in types or key == "name":
-            raise SettingsError(f"--set {pair!r}: expected key=value with key one of "
-                                f"{sorted(k for k in types if k != 'name')}")
-        kind = {"int": int, "float": float, "bool": bool, "str": str, "float | None": float}.get(types[key], types[key])
+        if not sep or key not in types_of or key == "name":
+            raise SettingsError(f"--set {quote(pair)}: expected key=value with key one of "
+                                f"{sorted(k for k in types_of if k != 'name')}")
         try:
-            out[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
-        except ValueError:
-            raise SettingsError(f"--set {pair!r}: {value!r} is not a {kind.__name__}") from None
+            out[key] = parse_value(types_of[key], value)
+        except ValueError as err:
+            raise SettingsError(f"--set {quote(pair)}: {quote(value)} is not valid for {key} ({err})") from None
     return out
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from competition import CLASSES, NUM_CLASSES
 from competition.atomic import atomic_write_text
-from competition.errors import UserError
+from competition.errors import UserError, quote
 
 HEADER = "Emotion"
 LABELS_HINT = ", ".join(f"{i} {c}" for i, c in enumerate(CLASSES))
@@ -56,7 +56,7 @@ def _example_layout(example: str, n_rows: int) -> tuple[str | None, str, bool]:
     first = lines[0].rstrip("\r\n")
     header = None if _is_integer(first) else first
     if header is not None and "," in header:
-        raise SubmissionError(f"example_submission.csv: header {header!r} has {header.count(',') + 1} columns; this "
+        raise SubmissionError(f"example_submission.csv: header {quote(header)} has {header.count(',') + 1} columns; this "
                               f"harness writes one label column. Adapt competition/submission.py to that format.")
     rows = example_rows(example)
     if rows != n_rows:
@@ -88,18 +88,18 @@ def _read(source: str | Path) -> tuple[str, str]:
     try:
         return str(path), path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
-        raise SubmissionError(f"{path}: not UTF-8 text ({err}). {REDO}") from err
+        raise SubmissionError(f"{path}: not UTF-8 text ({quote(str(err))}). {REDO}") from err
 
 
 def _check_row(name: str, number: int, line: str) -> None:
     where = f"{name}: line {number}"
     if "," in line:
-        raise SubmissionError(f"{where}: {line!r} has {line.count(',') + 1} columns; a submission has one column, "
+        raise SubmissionError(f"{where}: {quote(line)} has {line.count(',') + 1} columns; a submission has one column, "
                               f"the predicted label. {REDO}")
     if not line.strip():
         raise SubmissionError(f"{where}: empty value; every test row needs a predicted label. {REDO}")
     if not _is_integer(line) or not 0 <= int(line) < NUM_CLASSES:
-        raise SubmissionError(f"{where}: {line.strip()!r} is not an integer label 0..6 ({LABELS_HINT}). {REDO}")
+        raise SubmissionError(f"{where}: {quote(line.strip())} is not an integer label 0..6 ({LABELS_HINT}). {REDO}")
 
 
 def validate_submission(source: str | Path, n_rows: int) -> None:

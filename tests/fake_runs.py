@@ -2,7 +2,7 @@
 
 Tests of the ensemble and the report use it so they need no training: logits are synthetic, with a
 chosen accuracy, and every file a real run leaves (config.json, log.csv, oof.npz, test.npz, done.json)
-is there. See competition.train_folds for the layout. make_member, make_refit_run and make_teacher add the
+is there, with the current provenance in config.json. See competition.train_folds for the layout. make_member, make_refit_run and make_teacher add the
 members a study grows into: other seeds, refits on every Training row, distilled students and their teacher.
 """
 import json
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from competition import data, paths
+from competition import artifacts, data, paths
 from tests.conftest import kaggle_zip, synthetic_rows
 
 
@@ -54,7 +54,7 @@ def make_fold_run(fd, fold_of_row, model, fold, accuracy, seed=0, epochs=3, test
                         "lr": np.linspace(1e-3, 1e-5, epochs), "seconds": 1.0, "images_per_s": 100.0})
     log.to_csv(out / "log.csv", index=False)
     (out / "config.json").write_text(json.dumps({"model": model, "fold": fold, "recipe": "strong", "seed": seed,
-                                                 "epochs": epochs, "k": int(fold_of_row.max()) + 1}))
+                                                 "epochs": epochs, **artifacts.current_provenance()}))
     val_acc = float((oof.argmax(1) == labels).mean())
     (out / "done.json").write_text(json.dumps({
         "best_epoch": epochs, "epochs_run": epochs, "val_acc": val_acc,
@@ -101,7 +101,8 @@ def make_refit_run(fd, member, arch, accuracy=0.7, seed=0, device="cuda:0", seco
     test = noisy_logits(fd.test_labels, accuracy, rng) if test_logits is None else test_logits.astype(np.float32)
     np.savez(out / "test.npz", logits=test, logits_plain=noisy_logits(fd.test_labels, accuracy - 0.05, rng))
     (out / "config.json").write_text(json.dumps({"model": arch, "fold": None, "seed": seed, "device": device,
-                                                 "teacher": teacher, "refit": {"epochs": 3}}))
+                                                 "teacher": teacher, "refit": {"epochs": 3},
+                                                 **artifacts.current_provenance()}))
     (out / "done.json").write_text(json.dumps({"refit": True, "best_epoch": 3, "epochs_run": 3, "train_acc": 0.9,
                                                "seconds": seconds, "images_per_s": 100.0}))
     return out
@@ -110,7 +111,6 @@ def make_refit_run(fd, member, arch, accuracy=0.7, seed=0, device="cuda:0", seco
 def make_teacher(fd, members, weight=0.5, seed=5):
     """submissions/teacher.npz as competition.ensemble writes it (random probabilities for every Training row);
     returns the provenance a student's config.json records for it."""
-    from competition import artifacts
     path = paths.submissions_dir() / artifacts.TEACHER
     path.parent.mkdir(parents=True, exist_ok=True)
     probs = np.random.default_rng(seed).dirichlet(np.ones(7), size=len(fd.train_labels))

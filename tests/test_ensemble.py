@@ -2,6 +2,7 @@
 
     .venv/bin/python -m pytest -q tests/test_ensemble.py
 """
+import json
 import subprocess
 import sys
 
@@ -189,6 +190,10 @@ def test_oof_rows_must_be_the_fold_rows_of_the_current_split(tmp_path, capsys):
     fd, fold_of_row = make_run(tmp_path)
     pd.DataFrame({"row": np.arange(140), "label": fd.train_labels, "group": np.arange(140),
                   "fold": (np.arange(140) + 1) % 3}).to_csv(paths.folds_csv(), index=False)  # a new split
+    assert ensemble.main(["--models", "bn_cnn"]) == 2
+    assert "bn_cnn fold 0" in capsys.readouterr().err  # its recorded folds.csv hash is not the new one's
+    config = paths.fold_dir("bn_cnn", 0) / "config.json"  # and were that hash forged, its rows still differ:
+    config.write_text(json.dumps({**json.loads(config.read_text()), **artifacts.current_provenance()}))
     assert ensemble.main(["--models", "bn_cnn"]) == 2
     assert "are not fold 0 of the current folds/folds.csv" in capsys.readouterr().err
 

@@ -7,9 +7,10 @@ import pytest
 
 from competition import data, download, folds, report, submit
 from competition.data import DataError
-from competition.errors import SettingsError, UserError, run_command
+from competition.errors import QUOTE_CHARS, SettingsError, UserError, quote, run_command
 from competition.kaggle_cli import KaggleError
-from competition.submission import SubmissionError
+from competition.recipes import parse_overrides
+from competition.submission import SubmissionError, validate_submission
 from tests.fake_runs import make_dataset
 
 
@@ -65,3 +66,47 @@ def test_folds_k_below_2_is_a_user_error(tmp_path, capsys):
     make_dataset(tmp_path)
     assert folds.main(["--k", "1"]) == 2
     assert capsys.readouterr().err == "error: --k must be at least 2, got 1. Use --k 5, the default.\n"
+
+
+# ---------------------------------------------------------------- messages quote a bounded part of the input
+
+MB = "x" * 1_000_000  # a 1 MB line or cell
+
+
+def test_quote_keeps_short_input_and_cuts_long_input_saying_how_long():
+    assert quote("Training") == "'Training'"
+    cut = quote(MB)
+    assert len(cut) < QUOTE_CHARS + 40 and cut.startswith("'xxx") and "1000002 characters in all" in cut
+
+
+def fer_with(tmp_path, header="emotion,pixels,Usage", label="0", usage="Training", pixels=None):
+    path = tmp_path / "fer2013.csv"
+    pixels = pixels or " ".join(["7"] * 2304)
+    path.write_text(f"{header}\n{label},{pixels},{usage}\n")
+    return path
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+LONG_INPUT = {  # what reads the input -> the call that must refuse it, quoting at most QUOTE_CHARS of it
+    "a csv's header line (unrecognised)": lambda t: data.prepare(write(t / "mine.csv", MB + "\n1\n")),
+    "fer2013.csv's header (a missing column)": lambda t: data.prepare(fer_with(t, header=f"emotion,pixels,{MB}")),
+    "an emotion cell": lambda t: data.prepare(fer_with(t, label=MB)),
+    "a Usage cell": lambda t: data.prepare(fer_with(t, usage=MB)),
+    "a 5000-digit pixel value": lambda t: data.prepare(fer_with(t, pixels="9" * 5000 + " 7" * 2303)),
+    "a fold in folds.csv": lambda t: folds.read_folds(write(t / "folds.csv", f"row,fold\n0,{MB}\n")),
+    "a line of a submission": lambda t: validate_submission(write(t / "s.csv", f"Emotion\n{MB}\n"), 1),
+    "a --set value": lambda t: parse_overrides([f"lr={MB}"]),
+}
+
+
+@pytest.mark.parametrize("source", LONG_INPUT)
+def test_a_message_quotes_at_most_a_short_part_of_any_input(tmp_path, source):
+    with pytest.raises(UserError) as err:
+        LONG_INPUT[source](tmp_path)
+    message = str(err.value)
+    assert len(message) < 600, message[:300]
+    assert "characters in all" in message

@@ -9,7 +9,7 @@ import pytest
 from competition import artifacts, blending, ensemble, folds, paths, train_folds
 from competition.artifacts import FoldFiles
 from competition.errors import SettingsError
-from tests.fake_runs import make_dataset, make_run
+from tests.fake_runs import make_dataset, make_folds, make_run
 from tests.test_train_folds import FAST
 
 
@@ -78,6 +78,7 @@ def test_a_refit_takes_its_stated_share_of_the_members_test_logits(tmp_path):
     np.savez(files / "test.npz", logits=refit, logits_plain=refit)
     assert blending.with_refit(folds_only).refit_share == 0  # no done.json: no refit yet
     (files / "done.json").write_text(json.dumps({"refit": True}))
+    (files / "config.json").write_text(json.dumps(artifacts.current_provenance()))
     mixed = blending.with_refit(folds_only, 0.25)
     assert np.allclose(mixed.test_logits, 0.75 * folds_only.test_logits + 0.25 * refit)
     assert np.array_equal(mixed.oof_logits, folds_only.oof_logits)  # OOF, and so the weight, stay the folds'
@@ -87,6 +88,7 @@ def test_a_refit_takes_its_stated_share_of_the_members_test_logits(tmp_path):
 
 
 def test_teacher_targets_mix_the_ensembles_oof_probabilities_with_the_labels(tmp_path):
+    make_folds(make_dataset(tmp_path))  # a teacher records the data and folds it was made from
     probs = np.full((4, 7), 1 / 7, np.float32)
     path = tmp_path / "teacher.npz"
     artifacts.save_teacher(path, np.array([0, 2, 5, 9]), probs, ["a", "b"])
