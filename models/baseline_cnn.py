@@ -8,9 +8,9 @@ with dropout 0.5 classifies. No normalisation layers: this is the study's floor,
 """
 from torch import nn
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
-from models._flat_head import FlatHeadNet
+from models._flat_head import FlatHeadNet, build_flat_head
 from models.fer import fer_cfg
 
 
@@ -30,24 +30,24 @@ class BaselineCnn(FlatHeadNet):
             in_chans: int = 1,
             drop_rate: float = 0.5,
             img_size=48,  # int or (H, W); the first Linear is sized from it
+            global_pool: str = 'flatten',  # '' (with num_classes=0): no head, forward gives the unpooled map
             widths: tuple = (16, 32),
             hidden: int = 128,
     ):
         super().__init__()
         chs = (in_chans,) + tuple(widths)
-        self.features = nn.Sequential(*[conv_stage(chs[i], chs[i + 1]) for i in range(len(widths))])
-        self.num_features = chs[-1]  # timm meaning: channels of forward_features' output
+        self.init_features([conv_stage(chs[i], chs[i + 1]) for i in range(len(widths))], widths)
         self.flat_features = self.flat_size(chs[-1], len(widths), img_size)  # 32 * 12 * 12 = 4608 at 48x48
         pre_logits = nn.Sequential(nn.Flatten(1), nn.Linear(self.flat_features, hidden), nn.ReLU(inplace=True))
-        self.init_head(num_classes, drop_rate, pre_logits, hidden, head_drop=drop_rate)
+        self.init_head(num_classes, drop_rate, pre_logits, hidden, head_drop=drop_rate, global_pool=global_pool)
 
 
 # Must sit above the register functions: timm reads it at registration, else 1000 classes and 3 channels.
 default_cfgs = generate_default_cfgs({
-    'baseline_cnn': fer_cfg(first_conv='features.0.0', classifier='fc'),
+    'baseline_cnn': fer_cfg(first_conv='features.0.0', classifier='fc', pool_size=(12, 12)),
 })
 
 
 @register_model
 def baseline_cnn(pretrained: bool = False, **kwargs) -> BaselineCnn:
-    return build_model_with_cfg(BaselineCnn, 'baseline_cnn', pretrained, **kwargs)
+    return build_flat_head(BaselineCnn, 'baseline_cnn', pretrained, **kwargs)
