@@ -50,7 +50,7 @@ from competition.infer import infer
 from competition.recipes import get_recipe
 from models.fer import IMAGE_SIZE, MEAN, NUM_CLASSES, STD
 
-DEFAULT_MODELS = "baseline_cnn,bn_cnn,resnet_cbam"
+DEFAULT_MODELS = ",".join(models.default_archs("cpu"))
 RECIPE = "strong"  # the heavier augmentation of the recipes; on CPU its batch is 128, the reference's too
 REFERENCE_BATCH = 128
 HARNESS_THREADS = os.cpu_count() or 1  # train_folds --threads default for one process

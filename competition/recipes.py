@@ -25,6 +25,7 @@ Override any knob from the command line with `--set key=value` (unknown keys are
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
+import models
 from competition.errors import SettingsError
 
 GPU_BATCH = 512  # bare-step img/s on an H200 grows 3-4x from 128 to 512 for our models (issue #9's table)
@@ -81,13 +82,6 @@ STUDY = Recipe(name="study", epochs=60, batch_size=128, opt="adam", lr=1e-3, wei
 STRONG = Recipe()
 QUICK = replace(STRONG, name="quick", warmup_epochs=1)
 
-# Per-model departures from the recipes (the study tuned Model 3 separately: smaller lr, earlier decay).
-MODEL_OVERRIDES = {
-    ("study", "resnet_cbam"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
-    ("study", "resnet_cbam48"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
-    ("strong", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998),
-    ("quick", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998),
-}
 RECIPES = {"study": STUDY, "strong": STRONG, "quick": QUICK}
 
 
@@ -95,7 +89,7 @@ def get_recipe(name: str, model: str, overrides: dict | None = None, device_type
     """The named recipe for a model, with the model's departures, the user's overrides and a concrete batch."""
     if name not in RECIPES:
         raise SettingsError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
-    recipe = replace(RECIPES[name], **MODEL_OVERRIDES.get((name, model), {}))
+    recipe = replace(RECIPES[name], **models.facts(model).recipe_overrides.get(name, {}))  # its file's departures
     recipe = replace(recipe, **(overrides or {}))
     if recipe.batch_size <= 0:
         recipe = replace(recipe, batch_size=GPU_BATCH if device_type == "cuda" else recipe.base_batch)

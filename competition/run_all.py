@@ -32,11 +32,10 @@ from competition import artifacts, download, ensemble, folds, paths, report
 from competition.blending import accuracy
 from competition.device import wants_cuda
 from competition.errors import SettingsError, run_command
-from models import STUDY_MODELS
+from models import default_archs
 
 QUICK_BUDGET = 30  # minutes: the newcomer's first run on a laptop-class CPU
 AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-minute run) and start-ups
-GPU_EXTRA_MODELS = ("resnet_cbam48",)  # the best single model the host measured (68.9% fold 0), too dear on a CPU
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
 
 
@@ -66,10 +65,11 @@ def make_folds(k: int) -> int:
 
 
 def architectures(spec: str | None, device: str) -> list[str]:
-    """The comma list given, else the study's three, and resnet_cbam48 too where it is affordable (CUDA)."""
+    """The comma list given, else the default set for the device (models.default_archs): the study's three, and
+    resnet_cbam48 too where it is affordable (CUDA)."""
     if spec:
         return [m.strip() for m in spec.split(",") if m.strip()]
-    return [*STUDY_MODELS, *(GPU_EXTRA_MODELS if wants_cuda(device) else ())]
+    return list(default_archs("cuda" if wants_cuda(device) else "cpu"))
 
 
 def processes(device: str, jobs_per_gpu: int) -> int:
@@ -123,8 +123,8 @@ def _main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=None, metavar="MINUTES",
                    help="the whole job ends within this many minutes (default: 30 with --quick, none otherwise)")
     p.add_argument("--models", default=None,
-                   help=f"comma list of architectures (default: {','.join(STUDY_MODELS)}, and on CUDA also "
-                        f"{GPU_EXTRA_MODELS[0]})")
+                   help=f"comma list of architectures (default: {','.join(default_archs('cpu'))}; on CUDA "
+                        f"{','.join(default_archs('cuda'))})")
     p.add_argument("--folds", default=None, help="comma list of folds to train (default: all; 0 with --quick)")
     p.add_argument("--k", type=int, default=5, help="number of folds, when folds.csv is made")
     p.add_argument("--recipe", default=None, help="study | strong | quick (default: strong, quick with --quick)")

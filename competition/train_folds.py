@@ -57,10 +57,6 @@ from competition.infer import infer
 from competition.recipes import RECIPES, Recipe, as_dict, get_recipe, parse_overrides, scaled
 
 TRAIN_ACC_ROWS = 4096  # "clean train accuracy" on a fixed sample of the fold's training rows: it says the same
-# Relative cost of one training image, for dealing jobs to processes (measured: CPU epoch seconds on 2 cores;
-# GPU bare-step img/s at batch 512 on an H200, issue #9). Unknown architectures count as the dearest known.
-IMAGE_COST = {"cpu": {"baseline_cnn": 1, "bn_cnn": 4, "resnet_cbam": 10, "resnet_cbam48": 108},
-              "cuda": {"baseline_cnn": 1, "bn_cnn": 2, "resnet_cbam": 9, "resnet_cbam48": 15}}
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -355,9 +351,8 @@ def deal(jobs: list[Job], costs: dict, world: int) -> list[list[Job]]:
 
 
 def job_costs(jobs: list[Job], recipes: dict[str, Recipe], device_type: str) -> dict:
-    table = IMAGE_COST[device_type]
     rows = {None: 1.25}  # a refit trains on k/(k-1) as many rows (5 folds); a fold on 1
-    return {j: recipes[j.model].epochs * table.get(j.model, max(table.values())) * rows.get(j.fold, 1.0)
+    return {j: recipes[j.model].epochs * models.facts(j.model).image_cost[device_type] * rows.get(j.fold, 1.0)
             for j in jobs}
 
 

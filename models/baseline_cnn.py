@@ -11,7 +11,7 @@ from torch import nn
 from timm.models import generate_default_cfgs, register_model
 
 from models._flat_head import FlatHeadNet, build_flat_head
-from models.fer import fer_cfg
+from models.fer import ArchFacts, fer_cfg
 
 
 def conv_stage(in_chs: int, out_chs: int) -> nn.Sequential:
@@ -46,6 +46,16 @@ class BaselineCnn(FlatHeadNet):
 default_cfgs = generate_default_cfgs({
     'baseline_cnn': fer_cfg(first_conv='features.0.0', classifier='fc', pool_size=(12, 12)),
 })
+
+# Weight decay 0.01 and a slower EMA: without normalisation layers it overfits under the strong recipe's defaults.
+_STRONG = dict(weight_decay=0.01, ema_decay=0.998)
+arch_facts = {
+    'baseline_cnn': ArchFacts(
+        image_cost={'cpu': 1, 'cuda': 1}, recipe_overrides={'strong': _STRONG, 'quick': _STRONG},
+        study=("Model 1", "two conv stages and an MLP head, no normalisation: the floor",
+               "52% train / 70% val (unreliable: val above train)"),
+        default_on=('cpu', 'cuda')),
+}
 
 
 @register_model

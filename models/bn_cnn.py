@@ -12,7 +12,7 @@ from torch import nn
 from timm.models import generate_default_cfgs, register_model
 
 from models._flat_head import FlatHeadNet, build_flat_head
-from models.fer import fer_cfg
+from models.fer import ArchFacts, fer_cfg
 
 
 def conv_bn_stage(in_chs: int, out_chs: int) -> nn.Sequential:
@@ -58,6 +58,14 @@ class BnCnn(FlatHeadNet):
 default_cfgs = generate_default_cfgs({
     'bn_cnn': fer_cfg(first_conv='features.0.0', classifier='fc', pool_size=(3, 3)),
 })
+
+arch_facts = {
+    'bn_cnn': ArchFacts(
+        image_cost={'cpu': 4, 'cuda': 2},
+        budget_share=0.8,  # where the accuracy comes from on a CPU (competition.budget's docstring)
+        study=("Model 2", "four conv blocks with batch norm, a deeper MLP head", "58%"),
+        default_on=('cpu', 'cuda')),
+}
 
 
 @register_model
