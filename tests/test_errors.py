@@ -6,8 +6,10 @@ ends through it.
 import pytest
 
 from competition import data, download, folds, report, submit
+from competition.atomic import LockedError
+from competition.blending import FitError
 from competition.data import DataError
-from competition.errors import SettingsError, UserError, run_command
+from competition.errors import SettingsError, run_command
 from competition.kaggle_cli import KaggleError
 from competition.submission import SubmissionError
 from tests.fake_runs import make_dataset
@@ -38,9 +40,13 @@ def test_success_is_exit_0_and_a_returned_code_is_kept():
     assert run_command(lambda argv: 3) == 3
 
 
-@pytest.mark.parametrize("error", [DataError, SubmissionError, KaggleError, report.ReportError])
-def test_every_user_error_shares_the_base(error):
-    assert issubclass(error, UserError)
+@pytest.mark.parametrize("error", [DataError, SubmissionError, KaggleError, report.ReportError, LockedError, FitError])
+def test_every_user_error_is_one_line_and_exit_2(error, capsys):
+    def command(argv):
+        raise error("data/fer2013.npz: row 3 has 2303 pixels, not 2304. Run ./run.sh download --force.")
+    assert run_command(command) == 2
+    assert capsys.readouterr().err == "error: data/fer2013.npz: row 3 has 2303 pixels, not 2304. " \
+                                      "Run ./run.sh download --force.\n"
 
 
 @pytest.mark.parametrize("command, argv", [
