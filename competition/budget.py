@@ -11,7 +11,7 @@ batch) gives each model's training and inference images/s here, on this machine'
 The training budget (the budget less the final inferences) is shared among the models by each one's
 `budget_share` (models.facts, from its model file): bn_cnn's 0.8 against 0.1 goes where the accuracy comes
 from on a CPU (bn_cnn: 62.6% OOF in 12 one-thread epochs, against 49.8% for baseline_cnn and
-50.7% for resnet_cbam, which then got weight 0 in the ensemble; issue #11's log). Every model gets at least
+50.7% for resnet_cbam, which then got weight 0 in the ensemble). Every model gets at least
 one epoch, so all stay in the run and the report, which calls a model with fewer than JUDGE_EPOCHS epochs
 "not trained long enough to judge".
 """

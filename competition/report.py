@@ -85,7 +85,8 @@ def per_class(logits: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def model_numbers(ml, data: FerData) -> dict:
-    """What the study reported (an architecture's own member only), size, train vs fold-validation accuracy (done.json, per fold), OOF and test accuracy, per class."""
+    """What the study reported (an architecture's own member only), size, train vs fold-validation accuracy
+    (done.json, per fold), OOF and test accuracy, per class."""
     arch = artifacts.arch_of(ml.model)
     params, macs = size_of(arch)
     train = np.array([ml.done[f]["train_acc"] for f in ml.folds])

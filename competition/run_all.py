@@ -1,6 +1,6 @@
 """The main job: data, folds, the three models, the ensemble and the report, in one resumable command.
 
-    ./run.sh all --from ../shared/data/fer2013/<competition zip>     # strong recipe, 5 folds (GPU-sized)
+    ./run.sh all --from <competition zip>                              # strong recipe, 5 folds (GPU-sized)
     ./run.sh all --quick --from <zip>                                  # fold 0, epochs sized to end in 30 min
     ./run.sh all --quick --budget 60 --from <zip>                      # the same, sized to an hour
     ./run.sh all --device cuda          # the study's three + resnet_cbam48, 5 folds; 4 jobs share each GPU
@@ -10,9 +10,9 @@ Every step skips what is already done (the dataset cache, folds.csv, finished fo
 finished epoch), so running the same command again after an interruption finishes the work without
 redoing it. Training jobs (model, fold) are spread over parallel processes with torchrun, dealt by expected
 cost: two on a 2-core CPU, and --jobs-per-gpu (4) on each GPU, because one process at its batch leaves much of
-the GPU idle between steps and four side by side kept an H200 98-100% busy (shared/notes/gpu-device.md).
+the GPU idle between steps and four side by side kept an H200 98-100% busy.
 
-More members (issue #10): --seeds trains each architecture once per seed (a member each), --refit adds each
+More members: --seeds trains each architecture once per seed (a member each), --refit adds each
 member's refit on every Training row (mixed into its test logits by the ensemble's stated --refit-share rule),
 and --distill MODEL trains one student of that architecture against the ensemble's OOF probabilities after
 the ensemble; the student gets a dated submission and a leaderboard row of its own (PublicTest; no OOF),

@@ -54,9 +54,10 @@ from competition.engine import BatchSource, build, create_model, evaluate, train
 from competition.errors import SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
-from competition.recipes import RECIPES, Recipe, as_dict, get_recipe, parse_overrides, scaled
+from competition.recipes import RECIPES, Recipe, get_recipe, parse_overrides, scaled
 
 TRAIN_ACC_ROWS = 4096  # "clean train accuracy" on a fixed sample of the fold's training rows: it says the same
+# as all ~23,000 of them (a standard error under 0.8 points at 65%) for about a sixth of the inference
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -141,7 +142,7 @@ class FoldRun:
         self.stop_after, self.teacher, self.planned_folds = recipe.epochs, teacher, planned_folds or {}
         self.config = {"model": job.model, "fold": job.fold, "recipe": recipe.name, "seed": job.seed,
                        "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
-                       "threads": torch.get_num_threads(), "settings": as_dict(recipe),
+                       "threads": torch.get_num_threads(), "settings": asdict(recipe),
                        "step": asdict(scaled(recipe)), **(provenance or {}),
                        "teacher": teacher.provenance() if teacher else None}
         self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
@@ -258,7 +259,7 @@ class FoldRun:
         model.load_state_dict(self.best_weights)
         model = model.to(self.device, memory_format=torch.channels_last)
         artifacts.save_torch({"model": self.name, "drop_rate": self.recipe.drop_rate, "state_dict": self.best_weights,
-                              "epoch": p.best_epoch, "val_acc": p.best_acc, "recipe": as_dict(self.recipe)},
+                              "epoch": p.best_epoch, "val_acc": p.best_acc, "recipe": asdict(self.recipe)},
                              self.files / BEST)
         run = lambda images, tta: infer(model, images, tta, device=self.device)  # noqa: E731
         done = {"best_epoch": p.best_epoch, "epochs_run": p.epoch}
