@@ -50,16 +50,12 @@ from competition.infer import infer
 from competition.recipes import get_recipe
 from models.fer import IMAGE_SIZE, MEAN, NUM_CLASSES, STD
 
-DEFAULT_MODELS = "baseline_cnn,bn_cnn,resnet_cbam"
+DEFAULT_MODELS = ",".join(models.default_archs("cpu"))
 RECIPE = "strong"  # the heavier augmentation of the recipes; on CPU its batch is 128, the reference's too
 REFERENCE_BATCH = 128
-HARNESS_THREADS = os.cpu_count() or 1  # train_folds --threads default for one process
+THREADS = os.cpu_count() or 1  # both paths: train_folds' --threads default for one process, the plain loop's
 WARMUP = 2  # batches before the clock starts
 TTA = 1  # image + horizontal mirror
-
-
-def reference_threads() -> int:
-    return os.cpu_count() or 1
 
 
 def sync(device: torch.device) -> None:
@@ -73,9 +69,9 @@ def harness_recipe(name: str, device: torch.device):
     return get_recipe(RECIPE, name, device_type=device.type)
 
 
-def harness_train(name, images, labels, device, steps, aug="auto", threads=HARNESS_THREADS, channels_last=True):
+def harness_train(name, images, labels, device, steps, aug="auto", channels_last=True):
     """Images/s of train_one_epoch over `steps` batches, and the trained model (channels_last unless told)."""
-    torch.set_num_threads(threads)
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     recipe = harness_recipe(name, device)
     bs = recipe.batch_size
@@ -91,8 +87,8 @@ def harness_train(name, images, labels, device, steps, aug="auto", threads=HARNE
     return stats.images_per_s, parts.model
 
 
-def harness_infer(model, images, device, threads=HARNESS_THREADS) -> float:
-    torch.set_num_threads(threads)
+def harness_infer(model, images, device) -> float:
+    torch.set_num_threads(THREADS)
     infer(model, images[:WARMUP * 512], TTA, device=device)
     start = time.perf_counter()
     infer(model, images, TTA, device=device)  # returns host numpy: synchronised
@@ -171,7 +167,7 @@ def reference_pipeline(recipe):
 
 def reference_train(name, images, labels, device, steps):
     """Images/s of the plain loop over `steps` batches of 128, and the trained fp32 contiguous model."""
-    torch.set_num_threads(reference_threads())
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     recipe = get_recipe(RECIPE, name)
     bs = REFERENCE_BATCH
@@ -199,7 +195,7 @@ def reference_predict(model, images, device) -> torch.Tensor:
 
 
 def reference_infer(model, images, device) -> float:
-    torch.set_num_threads(reference_threads())
+    torch.set_num_threads(THREADS)
     reference_predict(model, images[:WARMUP * 128], device)
     start = time.perf_counter()
     reference_predict(model, images, device)
@@ -208,19 +204,18 @@ def reference_infer(model, images, device) -> float:
 
 # ---------------------------------------------------------------- one change at a time
 
-ABLATION = [  # (what changed, threads (None = os.cpu_count()), channels_last, aug); each row adds one change
-    ("reference settings: all threads, contiguous, albumentations", None, False, "albumentations"),
-    ("contiguous -> channels_last (the harness on CPU)", HARNESS_THREADS, True, "albumentations"),
-    ("albumentations -> tensor augmentation (the harness on CUDA)", HARNESS_THREADS, True, "tensor"),
+ABLATION = [  # (what changed, channels_last, aug); each row adds one change
+    ("reference settings: all threads, contiguous, albumentations", False, "albumentations"),
+    ("contiguous -> channels_last (the harness on CPU)", True, "albumentations"),
+    ("albumentations -> tensor augmentation (the harness on CUDA)", True, "tensor"),
 ]
 
 
 def ablate(name, images, labels, device, steps) -> list[str]:
     rows, first = [], None
-    for what, threads, channels_last, aug in ABLATION:
+    for what, channels_last, aug in ABLATION:
         print(f"  {name}: ablation '{what}'", file=sys.stderr, flush=True)
-        ips, _ = harness_train(name, images, labels, device, steps, aug, threads or reference_threads(),
-                               channels_last)
+        ips, _ = harness_train(name, images, labels, device, steps, aug, channels_last)
         first = first or ips
         rows.append(f"| {name} | {what} | {ips:.0f} | {ips / first:.2f} |")
     return rows
@@ -254,7 +249,7 @@ def machine(device: torch.device) -> str:
         pass
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     return (f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__}, device {device}{gpu}; "
-            f"threads: harness {HARNESS_THREADS}, reference {reference_threads()}")
+            f"threads: {THREADS} on both paths")
 
 
 def parse_args(argv):

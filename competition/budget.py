@@ -8,9 +8,10 @@ How the minutes are spent. A short timed run (a warm-up batch, then MEASURE_STEP
 batch) gives each model's training and inference images/s here, on this machine's threads. A fold's cost is
   epochs x (train rows / train img/s + validation rows / inference img/s)  +  its final inference
   (validation and test rows with and without TTA, and the clean-train-accuracy sample).
-The training budget (the budget less the final inferences) is shared among the models by SHARES: where the
-accuracy comes from on a CPU (bn_cnn: 62.6% OOF in 12 one-thread epochs, against 49.8% for baseline_cnn and
-50.7% for resnet_cbam, which then got weight 0 in the ensemble; issue #11's log). Every model gets at least
+The training budget (the budget less the final inferences) is shared among the models by each one's
+`budget_share` (models.facts, from its model file): bn_cnn's 0.8 against 0.1 goes where the accuracy comes
+from on a CPU (bn_cnn: 62.6% OOF in 12 one-thread epochs, against 49.8% for baseline_cnn and
+50.7% for resnet_cbam, which then got weight 0 in the ensemble). Every model gets at least
 one epoch, so all stay in the run and the report, which calls a model with fewer than JUDGE_EPOCHS epochs
 "not trained long enough to judge".
 """
@@ -19,12 +20,12 @@ from dataclasses import dataclass
 
 import torch
 
+import models
 from competition.engine import BatchSource, build, train_one_epoch
 from competition.infer import infer
 from competition.recipes import Recipe
 
 MEASURE_STEPS = 3  # timed training batches per model, after one warm-up batch
-SHARES = {"bn_cnn": 0.8, "baseline_cnn": 0.1, "resnet_cbam": 0.1}  # of the training minutes; others: 0.1
 EPOCH_OVERHEAD = 1.08  # whole epochs ran 8% slower than the timed batches predict (the 30-minute CPU run)
 JUDGE_EPOCHS = 10  # fewer epochs than this: the report says the model was not trained long enough to judge
 
@@ -80,10 +81,10 @@ def plan(budget_s: float, jobs: dict[str, int], speeds: dict[str, Speed], rows: 
         drafts[name] = (folds, epoch_s, finish_s)
     training_s = budget_s - sum(f * fin for f, _, fin in drafts.values())
     training_s -= sum(drafts[n][0] * drafts[n][1] * epochs for n, epochs in fixed.items() if n in drafts)
-    total_share = sum(SHARES.get(name, 0.1) for name in jobs if name not in fixed) or 1.0
+    total_share = sum(models.facts(name).budget_share for name in jobs if name not in fixed) or 1.0
     plans = []
     for name, (folds, epoch_s, finish_s) in drafts.items():
-        mine = training_s * SHARES.get(name, 0.1) / total_share
+        mine = training_s * models.facts(name).budget_share / total_share
         epochs = fixed.get(name) or min(max_epochs[name], max(1, int(mine / (folds * epoch_s))))
         plans.append(JobPlan(name, folds, epochs, epoch_s, finish_s, speeds[name]))
     return plans

@@ -29,7 +29,7 @@ from competition.augment import normalize, tensor_augment
 from competition.device import autocast_for
 from competition.errors import SettingsError
 from competition.infer import infer
-from competition.recipes import Recipe, StepSettings, scaled
+from competition.recipes import Recipe, scaled
 from models.fer import IMAGE_SIZE, IN_CHANS, NUM_CLASSES
 
 
@@ -50,7 +50,6 @@ class TrainParts:
     ema: ModelEmaV3 | None
     loss_fn: torch.nn.Module
     mixup: Mixup | None
-    step: StepSettings  # batch, lr, warm-up and EMA decay as actually used (recipes.scaled)
     clip_grad: float
 
     @property
@@ -103,8 +102,8 @@ def load_checkpoint(path, device: torch.device) -> tuple[torch.nn.Module, dict]:
 # ---------------------------------------------------------------- the parts of a run
 
 def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.device,
-          model: torch.nn.Module | None = None, soft_targets: bool = False, sample=None) -> TrainParts:
-    """Model (or the one given), optimizer, scheduler, EMA, loss and mixup from timm's factories.
+          soft_targets: bool = False, sample=None) -> TrainParts:
+    """Model, optimizer, scheduler, EMA, loss and mixup from timm's factories.
     soft_targets: the batches carry (batch, 7) target probabilities (a teacher's) instead of class indices;
     the loss is then the cross-entropy against them, and label smoothing is the teacher's to give.
     sample: normalised training images for a data-dependent init (`prepare_net`)."""
@@ -112,7 +111,7 @@ def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.d
         raise SettingsError("training against a teacher's soft targets with mixup or cutmix is not supported: "
                             "--set mixup=0 --set cutmix=0")
     step = scaled(recipe)
-    model = (model or create_model(model_name, recipe.drop_rate)).to(device, memory_format=torch.channels_last)
+    model = create_model(model_name, recipe.drop_rate).to(device, memory_format=torch.channels_last)
     prepare_net(model, recipe, sample)
     fused = {"fused": True} if device.type == "cuda" and recipe.opt.lower() in ("adam", "adamw", "sgd") else {}
     groups = {"param_group_fn": lambda net: param_groups(net, recipe)} if recipe.bias_lr != 1 else {}
@@ -128,7 +127,7 @@ def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.d
                    num_classes=NUM_CLASSES) if recipe.mixup or recipe.cutmix else None)
     loss_fn = (SoftTargetCrossEntropy() if mixup or soft_targets
                else torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing))
-    return TrainParts(model, optimizer, scheduler, ema, loss_fn, mixup, step, recipe.clip_grad)
+    return TrainParts(model, optimizer, scheduler, ema, loss_fn, mixup, recipe.clip_grad)
 
 
 def prepare_net(net: torch.nn.Module, recipe: Recipe, sample) -> None:

@@ -7,7 +7,7 @@
 Why a subprocess and never `import kaggle`: the import authenticates, prints help, may call exit(),
 creates a config folder and can make a network call. In a child process all that is harmless, and its
 exit code, stdout and stderr say everything we need. The strings we key on are the client's own
-(kaggle/cli.py, kaggle/api/kaggle_api_extended.py; see ../shared/notes/kaggle-api.md).
+(kaggle/cli.py, kaggle/api/kaggle_api_extended.py).
 
 Credentials are looked for in plain Python first (find_credentials), in the client's own order, so a
 missing key gets our message rather than the client's. No message ever holds a key: every secret we

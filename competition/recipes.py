@@ -25,11 +25,12 @@ knob also takes `none`):
 """
 import math
 import typing
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
+import models
 from competition.errors import SettingsError, quote
 
-GPU_BATCH = 512  # bare-step img/s on an H200 grows 3-4x from 128 to 512 for our models (issue #9's table)
+GPU_BATCH = 512  # bare-step img/s on an H200 grows 3-4x from 128 to 512 for our models (measured on an H200)
 
 
 @dataclass(frozen=True)
@@ -88,23 +89,6 @@ STUDY = Recipe(name="study", epochs=60, batch_size=128, opt="adam", lr=1e-3, wei
 STRONG = Recipe()
 QUICK = replace(STRONG, name="quick", warmup_epochs=1)
 
-# The speed-first recipe (models/air_fer.py), kept ingredient by ingredient on fold-0 ablations at 8 epochs on
-# the CPU (docs/accuracy-per-minute.md): Muon (timm's; AdamW for biases and norms) +1.6 points over airbench's
-# Nesterov SGD, the whitened first conv (neutral at 8 epochs, ahead early), alternating flips, label smoothing
-# 0.2, and airbench's light augmentation (flip, translate 2 px): +0.7 over the strong one at 8 epochs.
-# Measured not to pay, so off: identity (dirac) init, the EMA of the weights.
-AIRBENCH = dict(opt="muon", lr=0.02, momentum=0.95, weight_decay=0.0, label_smoothing=0.2, ema_decay=0.0,
-                whiten=True, dirac=False, alt_flip=True, pad=2, rotate=0.0, scale=0.0, brightness=0.0,
-                contrast=0.0, erase=0.0)
-
-# Per-model departures from the recipes (the study tuned Model 3 separately: smaller lr, earlier decay).
-MODEL_OVERRIDES = {
-    **{(recipe, net): AIRBENCH for recipe in ("strong", "quick") for net in ("air_fer_s", "air_fer", "air_fer_l")},
-    ("study", "resnet_cbam"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
-    ("study", "resnet_cbam48"): dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50),
-    ("strong", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998),
-    ("quick", "baseline_cnn"): dict(weight_decay=0.01, ema_decay=0.998),
-}
 RECIPES = {"study": STUDY, "strong": STRONG, "quick": QUICK}
 
 
@@ -112,7 +96,7 @@ def get_recipe(name: str, model: str, overrides: dict | None = None, device_type
     """The named recipe for a model, with the model's departures, the user's overrides and a concrete batch."""
     if name not in RECIPES:
         raise SettingsError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
-    recipe = replace(RECIPES[name], **MODEL_OVERRIDES.get((name, model), {}))
+    recipe = replace(RECIPES[name], **models.facts(model).recipe_overrides.get(name, {}))  # its file's departures
     recipe = replace(recipe, **(overrides or {}))
     if recipe.batch_size <= 0:
         recipe = replace(recipe, batch_size=GPU_BATCH if device_type == "cuda" else recipe.base_batch)
@@ -169,5 +153,3 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def as_dict(recipe: Recipe) -> dict:
-    return asdict(recipe)

@@ -44,8 +44,8 @@ from competition import CLASSES, NUM_CLASSES, artifacts, blending, paths
 from competition.data import FerData, load_dataset
 from competition.errors import UserError, run_command
 from competition.folds import load_folds
-from competition.report_markdown import MISTAKES_PNG, STUDY, render  # noqa: F401 (STUDY: re-exported, tests read it)
-from models import MODEL_NAMES, STUDY_MODELS  # importing models registers them with timm
+from competition.report_markdown import MISTAKES_PNG, render
+from models import MODEL_NAMES, STUDY_MODELS, facts  # importing models registers them with timm
 from competition.engine import create_model
 from models.fer import IMAGE_SIZE, IN_CHANS
 
@@ -85,12 +85,13 @@ def per_class(logits: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def model_numbers(ml, data: FerData) -> dict:
-    """Size, train vs fold-validation accuracy (done.json, per fold), OOF and test accuracy, per class."""
+    """What the study reported (an architecture's own member only), size, train vs fold-validation accuracy
+    (done.json, per fold), OOF and test accuracy, per class."""
     arch = artifacts.arch_of(ml.model)
     params, macs = size_of(arch)
     train = np.array([ml.done[f]["train_acc"] for f in ml.folds])
     val = np.array([ml.done[f]["val_acc"] for f in ml.folds])
-    return {"arch": arch, "folds": list(ml.folds), "params": params, "macs": macs,
+    return {"arch": arch, "study": facts(ml.model).study, "folds": list(ml.folds), "params": params, "macs": macs,
             "best_epoch": [ml.done[f]["best_epoch"] for f in ml.folds],
             "epochs_run": [ml.done[f]["epochs_run"] for f in ml.folds],
             "train_acc_folds": train.tolist(), "val_acc_folds": val.tolist(),

@@ -5,8 +5,8 @@
 Kept apart from competition.report so that the wording and layout of the report can change without touching
 how a number is made, and the reverse. Everything here is a function of the numbers dict (report.json's
 content) and, for the Submissions section, of submissions/leaderboard.csv: no logits, no models, no figures.
-The study's own reported results and the reference points (2013 winner, humans) live here, as they are only
-ever printed.
+The reference points (2013 winner, humans) live here, as they are only ever printed; the study's own reported
+results come with each model's numbers (its model file's facts).
 """
 import numpy as np
 import pandas as pd
@@ -14,15 +14,6 @@ import pandas as pd
 from competition import CLASSES, paths
 from competition.budget import JUDGE_EPOCHS
 
-STUDY = {  # model: (the study's name, what changed, what the study reported)
-    "baseline_cnn": ("Model 1", "two conv stages and an MLP head, no normalisation: the floor",
-                     "52% train / 70% val (unreliable: val above train)"),
-    "bn_cnn": ("Model 2", "four conv blocks with batch norm, a deeper MLP head", "58%"),
-    "resnet_cbam": ("Model 3", "ResNet-18 with CBAM attention after each stage; ImageNet stem (48 -> 12 px)",
-                    "60%"),
-    "resnet_cbam48": ("Model 3, 48 px stem", "the same ResNet-18 + CBAM with a 3x3 stride-1 stem: stages see 48 px",
-                      "-"),
-}
 WINNER_PRIVATE = 0.7116  # the 2013 winner's PrivateTest score (Tang, CNN with a linear-SVM loss)
 HUMAN = 0.65  # human accuracy on FER2013, about 65% +- 5% (Goodfellow et al. 2013)
 MISTAKES_PNG = "confident_mistakes.png"  # dataset images: must not be committed
@@ -68,7 +59,7 @@ def study_rows(n: dict) -> list[list]:
     for name, m in n["models"].items():
         arch = m.get("arch", name)
         other = "not in the study" if arch == name else f"another member of {arch} (seed or setting)"
-        label, changed, claim = STUDY.get(name, ("", other, "-"))
+        label, changed, claim = m.get("study") or ("", other, "-")
         rows.append([label, name, spread(m["train_acc"], m["train_acc_std"]), spread(m["val_acc"], m["val_acc_std"]),
                      f"{100 * m['gap']:+.2f} pts", pct(m["oof"]), pct(m["public"]), pct(m["private"]),
                      judged(m, claim), changed])
@@ -144,7 +135,7 @@ def section_model(name: str, m: dict, n: dict) -> str:
     classes = md_table(["class", "OOF rows", "precision", "recall", "F1"],
                        [[cls, c["support"][i], f"{c['precision'][i]:.2f}", f"{c['recall'][i]:.2f}", f"{c['f1'][i]:.2f}"]
                         for i, cls in enumerate(CLASSES)])
-    return "\n\n".join([f"### {name} ({STUDY.get(name, ('',))[0]})",
+    return "\n\n".join([f"### {name} ({(m.get('study') or ('',))[0]})",
                         f"{m['params']:,} parameters, {m['macs'] / 1e6:.2f} M multiply-adds per 48x48 image. "
                         f"OOF accuracy with TTA {pct(m['oof'])}.", folds,
                         f"![learning curves of {name}](curves_{name}.png)",

@@ -1,6 +1,6 @@
 """The main job: data, folds, the three models, the ensemble and the report, in one resumable command.
 
-    ./run.sh all --from ../shared/data/fer2013/<competition zip>     # strong recipe, 5 folds (GPU-sized)
+    ./run.sh all --from <competition zip>                              # strong recipe, 5 folds (GPU-sized)
     ./run.sh all --quick --from <zip>                                  # fold 0, epochs sized to end in 30 min
     ./run.sh all --quick --budget 60 --from <zip>                      # the same, sized to an hour
     ./run.sh all --device cuda          # the study's three + resnet_cbam48, 5 folds; 4 jobs share each GPU
@@ -10,9 +10,9 @@ Every step skips what is already done (the dataset cache, folds.csv, finished fo
 finished epoch), so running the same command again after an interruption finishes the work without
 redoing it. Training jobs (model, fold) are spread over parallel processes with torchrun, dealt by expected
 cost: two on a 2-core CPU, and --jobs-per-gpu (4) on each GPU, because one process at its batch leaves much of
-the GPU idle between steps and four side by side kept an H200 98-100% busy (shared/notes/gpu-device.md).
+the GPU idle between steps and four side by side kept an H200 98-100% busy.
 
-More members (issue #10): --seeds trains each architecture once per seed (a member each), --refit adds each
+More members: --seeds trains each architecture once per seed (a member each), --refit adds each
 member's refit on every Training row (mixed into its test logits by the ensemble's stated --refit-share rule),
 and --distill MODEL trains one student of that architecture against the ensemble's OOF probabilities after
 the ensemble; the student gets a dated submission and a leaderboard row of its own (PublicTest; no OOF),
@@ -32,11 +32,10 @@ from competition import artifacts, download, ensemble, folds, paths, report
 from competition.blending import accuracy
 from competition.device import wants_cuda
 from competition.errors import SettingsError, run_command
-from models import STUDY_MODELS
+from models import default_archs
 
 QUICK_BUDGET = 30  # minutes: the newcomer's first run on a laptop-class CPU
 AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-minute run) and start-ups
-GPU_EXTRA_MODELS = ("resnet_cbam48",)  # the best single model the host measured (68.9% fold 0), too dear on a CPU
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
 
 
@@ -65,11 +64,13 @@ def make_folds(k: int) -> int:
     return folds.main(["--k", str(k), "--seed", "42"])
 
 
-def architectures(spec: str | None, device: str) -> list[str]:
-    """The comma list given, else the study's three, and resnet_cbam48 too where it is affordable (CUDA)."""
+def architectures(spec: str | None, device: str, quick: bool = False) -> list[str]:
+    """The comma list given, else the default set for the run (models.default_archs): with --quick the most
+    fold-0 accuracy per CPU minute (air_fer), else the study's three, with resnet_cbam48 and air_fer_l where
+    they are affordable (CUDA)."""
     if spec:
         return [m.strip() for m in spec.split(",") if m.strip()]
-    return [*STUDY_MODELS, *(GPU_EXTRA_MODELS if wants_cuda(device) else ())]
+    return list(default_archs("quick" if quick else "cuda" if wants_cuda(device) else "cpu"))
 
 
 def processes(device: str, jobs_per_gpu: int) -> int:
@@ -123,8 +124,8 @@ def _main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=None, metavar="MINUTES",
                    help="the whole job ends within this many minutes (default: 30 with --quick, none otherwise)")
     p.add_argument("--models", default=None,
-                   help=f"comma list of architectures (default: {','.join(STUDY_MODELS)}, and on CUDA also "
-                        f"{GPU_EXTRA_MODELS[0]})")
+                   help=f"comma list of architectures (default: {','.join(default_archs('cpu'))}; on CUDA "
+                        f"{','.join(default_archs('cuda'))}; with --quick {','.join(default_archs('quick'))})")
     p.add_argument("--folds", default=None, help="comma list of folds to train (default: all; 0 with --quick)")
     p.add_argument("--k", type=int, default=5, help="number of folds, when folds.csv is made")
     p.add_argument("--recipe", default=None, help="study | strong | quick (default: strong, quick with --quick)")
@@ -142,7 +143,7 @@ def _main(argv=None) -> int:
     p.add_argument("--distill", default=None, metavar="MODEL",
                    help="after the ensemble, train one MODEL student against its OOF probabilities")
     args = p.parse_args(argv)
-    models = architectures(args.models, args.device)
+    models = architectures(args.models, args.device, args.quick)
     seeds = [int(s) for s in args.seeds.split(",")]
     members = [artifacts.member_name(m, "", s) for s in seeds for m in models]
     fold_list = args.folds or ("0" if args.quick else "all")

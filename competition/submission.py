@@ -5,7 +5,7 @@
     write_submission(text, n_test_rows, path)                            # validates first, then atomic write
     validate_submission(Path("submissions/submission.csv"), 7178)         # raises SubmissionError
 
-No official format is known (see ../shared/notes/kaggle-api.md, section 4): the organisers' 2013 baseline
+No official format is known: the organisers' 2013 baseline
 wrote one integer per line, in test.csv order, with no Id column and no header. So:
   - when the download had example_submission.csv, it wins: we copy its header (its first line, if that
     line is not an integer), its row count (which must equal test.csv's) and its line endings;

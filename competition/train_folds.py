@@ -54,13 +54,10 @@ from competition.engine import BatchSource, build, create_model, evaluate, train
 from competition.errors import SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
-from competition.recipes import RECIPES, Recipe, as_dict, get_recipe, parse_overrides, scaled
+from competition.recipes import RECIPES, Recipe, get_recipe, parse_overrides, scaled
 
 TRAIN_ACC_ROWS = 4096  # "clean train accuracy" on a fixed sample of the fold's training rows: it says the same
-# Relative cost of one training image, for dealing jobs to processes (measured: CPU epoch seconds on 2 cores;
-# GPU bare-step img/s at batch 512 on an H200, issue #9). Unknown architectures count as the dearest known.
-IMAGE_COST = {"cpu": {"baseline_cnn": 1, "bn_cnn": 4, "resnet_cbam": 10, "resnet_cbam48": 108},
-              "cuda": {"baseline_cnn": 1, "bn_cnn": 2, "resnet_cbam": 9, "resnet_cbam48": 15}}
+# as all ~23,000 of them (a standard error under 0.8 points at 65%) for about a sixth of the inference
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -145,7 +142,7 @@ class FoldRun:
         self.stop_after, self.teacher, self.planned_folds = recipe.epochs, teacher, planned_folds or {}
         self.config = {"model": job.model, "fold": job.fold, "recipe": recipe.name, "seed": job.seed,
                        "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
-                       "threads": torch.get_num_threads(), "settings": as_dict(recipe),
+                       "threads": torch.get_num_threads(), "settings": asdict(recipe),
                        "step": asdict(scaled(recipe)), **(provenance or {}),
                        "teacher": teacher.provenance() if teacher else None}
         self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
@@ -262,7 +259,7 @@ class FoldRun:
         model.load_state_dict(self.best_weights)
         model = model.to(self.device, memory_format=torch.channels_last)
         artifacts.save_torch({"model": self.name, "drop_rate": self.recipe.drop_rate, "state_dict": self.best_weights,
-                              "epoch": p.best_epoch, "val_acc": p.best_acc, "recipe": as_dict(self.recipe)},
+                              "epoch": p.best_epoch, "val_acc": p.best_acc, "recipe": asdict(self.recipe)},
                              self.files / BEST)
         run = lambda images, tta: infer(model, images, tta, device=self.device)  # noqa: E731
         done = {"best_epoch": p.best_epoch, "epochs_run": p.epoch}
@@ -362,9 +359,8 @@ def deal(jobs: list[Job], costs: dict, world: int) -> list[list[Job]]:
 
 
 def job_costs(jobs: list[Job], recipes: dict[str, Recipe], device_type: str) -> dict:
-    table = IMAGE_COST[device_type]
     rows = {None: 1.25}  # a refit trains on k/(k-1) as many rows (5 folds); a fold on 1
-    return {j: recipes[j.model].epochs * table.get(j.model, max(table.values())) * rows.get(j.fold, 1.0)
+    return {j: recipes[j.model].epochs * models.facts(j.model).image_cost[device_type] * rows.get(j.fold, 1.0)
             for j in jobs}
 
 

@@ -9,10 +9,10 @@ Four Conv3x3 -> BatchNorm -> ReLU -> MaxPool2 blocks (32, 64, 128, 256 filters) 
 """
 from torch import nn
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
-from models._flat_head import FlatHeadNet
-from models.fer import fer_cfg
+from models._flat_head import FlatHeadNet, build_flat_head
+from models.fer import ArchFacts, fer_cfg
 
 
 def conv_bn_stage(in_chs: int, out_chs: int) -> nn.Sequential:
@@ -33,13 +33,13 @@ class BnCnn(FlatHeadNet):
             drop_rate: float = 0.5,  # after the 512-unit layer
             drop_rate_last: float = 0.25,  # after the 128-unit layer, just before the classifier
             img_size=48,  # int or (H, W); the first Linear is sized from it
+            global_pool: str = 'flatten',  # '' (with num_classes=0): no head, forward gives the unpooled map
             widths: tuple = (32, 64, 128, 256),
             hidden: tuple = (512, 128),
     ):
         super().__init__()
         chs = (in_chans,) + tuple(widths)
-        self.features = nn.Sequential(*[conv_bn_stage(chs[i], chs[i + 1]) for i in range(len(widths))])
-        self.num_features = chs[-1]  # timm meaning: channels of forward_features' output
+        self.init_features([conv_bn_stage(chs[i], chs[i + 1]) for i in range(len(widths))], widths)
         self.flat_features = self.flat_size(chs[-1], len(widths), img_size)  # 256 * 3 * 3 = 2304 at 48x48
         pre_logits = nn.Sequential(
             nn.Flatten(1),
@@ -50,15 +50,24 @@ class BnCnn(FlatHeadNet):
             nn.Linear(hidden[0], hidden[1]),
             nn.ReLU(inplace=True),
         )
-        self.init_head(num_classes, drop_rate, pre_logits, hidden[1], head_drop=drop_rate_last)
+        self.init_head(num_classes, drop_rate, pre_logits, hidden[1], head_drop=drop_rate_last,
+                       global_pool=global_pool)
 
 
 # Must sit above the register functions: timm reads it at registration, else 1000 classes and 3 channels.
 default_cfgs = generate_default_cfgs({
-    'bn_cnn': fer_cfg(first_conv='features.0.0', classifier='fc'),
+    'bn_cnn': fer_cfg(first_conv='features.0.0', classifier='fc', pool_size=(3, 3)),
 })
+
+arch_facts = {
+    'bn_cnn': ArchFacts(
+        image_cost={'cpu': 4, 'cuda': 2},
+        budget_share=0.8,  # where the accuracy comes from on a CPU (competition.budget's docstring)
+        study=("Model 2", "four conv blocks with batch norm, a deeper MLP head", "58%"),
+        default_on=('cpu', 'cuda')),
+}
 
 
 @register_model
 def bn_cnn(pretrained: bool = False, **kwargs) -> BnCnn:
-    return build_model_with_cfg(BnCnn, 'bn_cnn', pretrained, **kwargs)
+    return build_flat_head(BnCnn, 'bn_cnn', pretrained, **kwargs)

@@ -18,7 +18,7 @@ from torch import nn
 from timm.layers import ClassifierHead, create_attn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from models.fer import fer_cfg
+from models.fer import ArchFacts, fer_cfg
 from timm.models.resnet import BasicBlock, downsample_conv
 
 
@@ -105,6 +105,19 @@ default_cfgs = generate_default_cfgs({
     'resnet_cbam48': fer_cfg(first_conv='stem.0', classifier='head.fc', pool_size=(6, 6),
                              fixed_input_size=False),
 })
+
+# The study tuned Model 3 apart: a smaller lr, an earlier decay.
+_STUDY = dict(lr=5e-4, decay_epochs=15, patience=8, epochs=50)
+arch_facts = {
+    'resnet_cbam': ArchFacts(
+        image_cost={'cpu': 10, 'cuda': 9}, recipe_overrides={'study': _STUDY},
+        study=("Model 3", "ResNet-18 with CBAM attention after each stage; ImageNet stem (48 -> 12 px)", "60%"),
+        default_on=('cpu', 'cuda')),
+    'resnet_cbam48': ArchFacts(
+        image_cost={'cpu': 108, 'cuda': 15}, recipe_overrides={'study': _STUDY},
+        study=("Model 3, 48 px stem", "the same ResNet-18 + CBAM with a 3x3 stride-1 stem: stages see 48 px", "-"),
+        default_on=('cuda',)),  # the best single model the host measured (68.9% fold 0), too dear on a CPU
+}
 
 
 def _create_resnet_cbam(variant: str, pretrained: bool = False, **kwargs) -> ResNetCbam:

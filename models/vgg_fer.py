@@ -15,9 +15,9 @@ per image (15 times bn_cnn): a model for GPUs.
 """
 from torch import nn
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
-from models._flat_head import FlatHeadNet
+from models._flat_head import FlatHeadNet, build_flat_head
 from models.fer import fer_cfg
 
 
@@ -37,14 +37,14 @@ class VggFer(FlatHeadNet):
             in_chans: int = 1,
             drop_rate: float = 0.2,  # after each of the two hidden layers
             img_size=48,  # int or (H, W); the first Linear is sized from it
+            global_pool: str = 'flatten',  # '' (with num_classes=0): no head, forward gives the unpooled map
             widths: tuple = (64, 128, 256, 512),
             depth: int = 2,  # convs per stage
             hidden: int = 4096,  # width of both hidden layers
     ):
         super().__init__()
         chs = (in_chans,) + tuple(widths)
-        self.features = nn.Sequential(*[vgg_stage(chs[i], chs[i + 1], depth) for i in range(len(widths))])
-        self.num_features = chs[-1]  # timm meaning: channels of forward_features' output
+        self.init_features([vgg_stage(chs[i], chs[i + 1], depth) for i in range(len(widths))], widths)
         self.flat_features = self.flat_size(chs[-1], len(widths), img_size)  # 512 * 3 * 3 = 4608 at 48x48
         pre_logits = nn.Sequential(
             nn.Flatten(1),
@@ -54,15 +54,15 @@ class VggFer(FlatHeadNet):
             nn.Linear(hidden, hidden),
             nn.ReLU(inplace=True),
         )
-        self.init_head(num_classes, drop_rate, pre_logits, hidden, head_drop=drop_rate)
+        self.init_head(num_classes, drop_rate, pre_logits, hidden, head_drop=drop_rate, global_pool=global_pool)
 
 
 # Must sit above the register functions: timm reads it at registration, else 1000 classes and 3 channels.
 default_cfgs = generate_default_cfgs({
-    'vgg_fer': fer_cfg(first_conv='features.0.0', classifier='fc'),
+    'vgg_fer': fer_cfg(first_conv='features.0.0', classifier='fc', pool_size=(3, 3)),
 })
 
 
 @register_model
 def vgg_fer(pretrained: bool = False, **kwargs) -> VggFer:
-    return build_model_with_cfg(VggFer, 'vgg_fer', pretrained, **kwargs)
+    return build_flat_head(VggFer, 'vgg_fer', pretrained, **kwargs)

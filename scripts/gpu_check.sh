@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole GPU check in one command, for the lent GPU machine (shared/notes/gpu-device.md), from the repo root:
+# The whole GPU check in one command, for the lent GPU machine, from the repo root:
 #   bash scripts/gpu_check.sh
 # Before (here, where the data is):  ./run.sh download --from PATH && python3 scripts/pack_data.py pack
 # and, for the bench's reference column, cp312 wheels of albumentations 2.0.8, albucore, pydantic, pydantic-core,

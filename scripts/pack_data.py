@@ -4,7 +4,7 @@
     python3 scripts/pack_data.py unpack [--from gpu_data/fer2013.npz.xz] [--force]
 
 The cache (data/fer2013.npz under the work folder, `competition.paths.cache_path()`) is 83 MB: over what
-travels to the GPU machine (64 MiB, shared/notes/gpu-device.md). np.savez writes an uncompressed zip, so its
+travels to the GPU machine (64 MiB at most). np.savez writes an uncompressed zip, so its
 bytes hold the images' raw rows; xz with a delta filter of one image row (48 bytes: each pixel minus the one
 above it) and LZMA2 at preset 9 extreme packs them losslessly to about two thirds (minutes to pack,
 seconds to unpack). A sidecar `<pack>.json` holds the cache's sha256 and size: unpack checks the bytes it

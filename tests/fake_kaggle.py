@@ -10,7 +10,7 @@ absolute-form request lines (`POST http://localhost/api/v1/...`); plain `/api/v1
         ...
     state.requests[0]["path"], state.submissions[-1]["bytes"]
 
-What it imitates (see ../shared/notes/kaggle-api.md): JSON POSTs checked with HTTP Basic auth;
+What it imitates (what kaggle/api/kaggle_api_extended.py sends and expects): JSON POSTs checked with HTTP Basic auth;
 DownloadDataFiles answers 302 to a blob URL ending in .zip; submissions go StartSubmissionUpload ->
 PUT createUrl -> CreateSubmission. Errors are `{"code": N, "message": ...}` with status N.
 """

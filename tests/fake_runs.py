@@ -4,6 +4,7 @@ Tests of the ensemble and the report use it so they need no training: logits are
 chosen accuracy, and every file a real run leaves (config.json, log.csv, oof.npz, test.npz, done.json)
 is there, with the current provenance in config.json. See competition.train_folds for the layout. make_member, make_refit_run and make_teacher add the
 members a study grows into: other seeds, refits on every Training row, distilled students and their teacher.
+FAST is what a test adds to a real (tiny) train_folds run.
 """
 import json
 
@@ -12,6 +13,8 @@ import pandas as pd
 
 from competition import artifacts, data, paths
 from tests.conftest import kaggle_zip, synthetic_rows
+
+FAST = ["--set", "batch_size=16", "--threads", "1", "--checkpoint-every", "0"]  # small batches, one thread
 
 
 def noisy_logits(labels, accuracy, rng, n_classes=7):

@@ -15,7 +15,7 @@ import models  # noqa: F401  (registers air_fer)
 from competition import folds
 from competition.engine import BatchSource, build, param_groups, prepare_net
 from competition.errors import SettingsError
-from competition.recipes import get_recipe
+from competition.recipes import get_recipe, scaled
 from tests.conftest import REPO
 from tests.fake_runs import make_dataset
 
@@ -71,7 +71,7 @@ def test_norm_biases_learn_at_bias_lr_times_the_rate():
     parts.scheduler.step_update(num_updates=3)
     for group in parts.optimizer.param_groups:
         mine = {id(p) for p in group["params"]} <= norm_biases
-        assert group["lr"] == pytest.approx(parts.step.lr * (64.0 if mine else 1.0), rel=0.05)
+        assert group["lr"] == pytest.approx(scaled(recipe).lr * (64.0 if mine else 1.0), rel=0.05)
     assert sum(1 for g in param_groups(parts.model, recipe) if g.get("lr_scale") == 64.0) >= 1
 
 

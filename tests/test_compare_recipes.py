@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from competition.recipes import get_recipe, parse_overrides
 from tests.conftest import REPO
 
 SCRIPT = REPO / "scripts" / "compare_recipes.sh"
@@ -61,8 +62,16 @@ def table(stdout: str) -> dict[str, list[str]]:
     return {line.split()[0]: line.split() for line in lines[head + 1:] if line.strip()}
 
 
-def test_the_script_parses():
-    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+def test_every_setting_is_a_change_the_real_recipe_accepts(env):
+    """The stand-in takes any --set; the real train_folds parses them: each setting but strong must name
+    knobs of the recipe, with values of their types, that change the strong recipe."""
+    assert run(env).returncode == 0
+    strong = get_recipe("strong", "bn_cnn")
+    for line in calls(env):
+        name, args = os.path.basename(line.split()[0]), line.split()[1:]
+        pairs = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]
+        changed = get_recipe("strong", "bn_cnn", parse_overrides(pairs))
+        assert (changed != strong) == (name != "strong"), name
 
 
 def test_each_setting_trains_in_its_own_folder_with_its_overrides_then_one_table(env, tmp_path):

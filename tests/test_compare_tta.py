@@ -13,8 +13,7 @@ import torch
 
 from competition import folds, paths, train_folds
 from tests.conftest import REPO
-from tests.fake_runs import make_dataset
-from tests.test_train_folds import FAST
+from tests.fake_runs import FAST, make_dataset
 
 
 def script():

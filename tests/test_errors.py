@@ -6,6 +6,8 @@ ends through it.
 import pytest
 
 from competition import data, download, folds, report, submit
+from competition.atomic import LockedError
+from competition.blending import FitError
 from competition.data import DataError
 from competition.errors import QUOTE_CHARS, SettingsError, UserError, quote, run_command
 from competition.kaggle_cli import KaggleError
@@ -39,9 +41,13 @@ def test_success_is_exit_0_and_a_returned_code_is_kept():
     assert run_command(lambda argv: 3) == 3
 
 
-@pytest.mark.parametrize("error", [DataError, SubmissionError, KaggleError, report.ReportError])
-def test_every_user_error_shares_the_base(error):
-    assert issubclass(error, UserError)
+@pytest.mark.parametrize("error", [DataError, SubmissionError, KaggleError, report.ReportError, LockedError, FitError])
+def test_every_user_error_is_one_line_and_exit_2(error, capsys):
+    def command(argv):
+        raise error("data/fer2013.npz: row 3 has 2303 pixels, not 2304. Run ./run.sh download --force.")
+    assert run_command(command) == 2
+    assert capsys.readouterr().err == "error: data/fer2013.npz: row 3 has 2303 pixels, not 2304. " \
+                                      "Run ./run.sh download --force.\n"
 
 
 @pytest.mark.parametrize("command, argv", [

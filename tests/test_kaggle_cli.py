@@ -183,8 +183,13 @@ def test_a_submit_past_its_time_limit_says_it_may_have_arrived(fake, env, submis
     assert "may or may not have received" in message and f"still valid locally: {submission}" in message
 
 
-def test_the_time_limits_are_generous():
-    assert kaggle_cli.DOWNLOAD_TIMEOUT_S == 3600 and kaggle_cli.SUBMIT_TIMEOUT_S == 600
+def test_each_command_runs_under_its_own_time_limit(fake, env, dest, submission, monkeypatch):
+    """The other command's limit, made tiny, stops nothing (the two tests above: its own limit stops it)."""
+    monkeypatch.setattr(kaggle_cli, "SUBMIT_TIMEOUT_S", 0.05)
+    assert download_competition(dest, env).read_bytes() == ZIP
+    monkeypatch.setattr(kaggle_cli, "SUBMIT_TIMEOUT_S", 600)
+    monkeypatch.setattr(kaggle_cli, "DOWNLOAD_TIMEOUT_S", 0.05)
+    assert "Submission ref: 123" in _no_leak(submit(submission, "x", env))
 
 
 # --- submit -----------------------------------------------------------------------------------------------

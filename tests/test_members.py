@@ -9,8 +9,7 @@ import pytest
 from competition import artifacts, blending, ensemble, folds, paths, train_folds
 from competition.artifacts import FoldFiles
 from competition.errors import SettingsError
-from tests.fake_runs import make_dataset, make_folds, make_run
-from tests.test_train_folds import FAST
+from tests.fake_runs import FAST, make_dataset, make_folds, make_run
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import torch
 import timm
 from torch import nn
 
+import models
 from competition import CLASSES, paths, report
 from tests.fake_runs import make_dataset, make_folds, make_member, make_refit_run, make_run, make_teacher
 
@@ -140,7 +141,7 @@ def test_model_numbers_equal_the_logits(built, model):
     f1 = 2 * precision * recall / (precision + recall)
     assert (f"Disgust has {int((labels == d).sum())} of {len(labels)} training images") in built.md
     assert f"its OOF precision is {precision:.2f}, recall {recall:.2f} and F1 {f1:.2f}" in built.md
-    (line,) = [l for l in built.md.splitlines() if l.startswith(f"| {report.STUDY[model][0]} | {model} |")]
+    (line,) = [l for l in built.md.splitlines() if l.startswith(f"| {models.facts(model).study[0]} | {model} |")]
     for value in want.values():
         assert f"| {100 * value:.2f}% |" in line
     assert f"{100 * np.mean(val):.2f} ± {100 * np.std(val):.2f}%" in line

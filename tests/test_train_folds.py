@@ -14,9 +14,7 @@ from competition import folds, paths, train_folds
 from competition.errors import SettingsError
 from competition.recipes import get_recipe, parse_overrides
 from tests.conftest import REPO
-from tests.fake_runs import make_dataset
-
-FAST = ["--set", "batch_size=16", "--threads", "1", "--checkpoint-every", "0"]
+from tests.fake_runs import FAST, make_dataset
 
 
 @pytest.fixture
