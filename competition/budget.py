@@ -26,6 +26,7 @@ from competition.recipes import Recipe
 MEASURE_STEPS = 3  # timed training batches per model, after one warm-up batch
 SHARES = {"bn_cnn": 0.8, "baseline_cnn": 0.1, "resnet_cbam": 0.1}  # of the training minutes; others: 0.1
 EPOCH_OVERHEAD = 1.08  # whole epochs ran 8% slower than the timed batches predict (the 30-minute CPU run)
+REPLAN_EPOCH = 2  # a budget-sized fold plans its epochs again from its own epoch time after this many epochs
 JUDGE_EPOCHS = 10  # fewer epochs than this: the report says the model was not trained long enough to judge
 
 
