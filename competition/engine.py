@@ -106,7 +106,8 @@ def load_checkpoint(path, device: torch.device) -> tuple[torch.nn.Module, dict]:
 # ---------------------------------------------------------------- the parts of a run
 
 def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.device,
-          model: torch.nn.Module | None = None, soft_targets: bool = False, precision: str = "auto") -> TrainParts:
+          model: torch.nn.Module | None = None, soft_targets: bool = False, precision: str = "auto",
+          compile_model: bool = False) -> TrainParts:
     """Model (or the one given), optimizer, scheduler, EMA, loss and mixup from timm's factories.
     soft_targets: the batches carry (batch, 7) target probabilities (a teacher's) instead of class indices;
     the loss is then the cross-entropy against them, and label smoothing is the teacher's to give."""
@@ -125,6 +126,8 @@ def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.d
     loss_fn = (SoftTargetCrossEntropy() if mixup or soft_targets
                else torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing))
     precision = pick_precision(device, precision)
+    if compile_model:  # in place (nn.Module.compile): state_dict keys, the EMA's copy and checkpoints stay as they are
+        model.compile()
     return TrainParts(model, optimizer, scheduler, ema, loss_fn, mixup, step, recipe.clip_grad, precision,
                       grad_scaler(device, precision))
 

@@ -200,6 +200,8 @@ def _main(argv=None) -> int:
                    help="after the ensemble, train one MODEL student against its OOF probabilities")
     p.add_argument("--checkpoint-every", type=float, default=None, metavar="SECONDS",
                    help="write each fold's state.pt at most this often (train_folds' default: 30)")
+    p.add_argument("--compile", action="store_true", help="torch.compile each training model (see "
+                   "scripts/compile_bench.py)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="training precision (auto: bf16 on GPUs of compute capability >= 8.0, fp16 below, fp32 "
                         "on the CPU)")
@@ -213,7 +215,8 @@ def _main(argv=None) -> int:
     fold_list = args.folds or ("0" if args.quick else "all")
     recipe = args.recipe or ("quick" if args.quick else "strong")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
-    nproc = args.nproc or (1 if minutes else processes(args.device, args.jobs_per_gpu))
+    # a CPU budget trains one process (2 cores); on CUDA several share each GPU, each with its share of the jobs
+    nproc = args.nproc or (1 if minutes and not wants_cuda(args.device) else processes(args.device, args.jobs_per_gpu))
     start = time.perf_counter()
     step("data", get_data, args.source)
     step("folds", make_folds, args.k)
@@ -225,6 +228,7 @@ def _main(argv=None) -> int:
     extra += ["--checkpoint-every", str(args.checkpoint_every)] if args.checkpoint_every is not None else []
     extra += ["--stop-at", str(args.stop_at)] if args.stop_at else []
     extra += ["--precision", args.precision] if args.precision != "auto" else []
+    extra += ["--compile"] if args.compile else []
 
     if minutes:
         left = minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60

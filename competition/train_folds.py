@@ -134,13 +134,14 @@ class FoldRun:
     def __init__(self, job: Job, data: Resident, fold_of_row, recipe: Recipe, device, aug, progress=False,
                  checkpoint_every=30.0, provenance=None, deadline=None, teacher: artifacts.Teacher | None = None,
                  planned_folds: dict | None = None, stop_at: float | None = None, precision: str = "auto",
-                 max_epochs: int | None = None):
+                 max_epochs: int | None = None, compile_model: bool = False):
         self.job, self.name, self.fold, self.recipe, self.seed, self.device = (job, job.model, job.fold, recipe,
                                                                               job.seed, device)
         self.files, self.data, self.show_progress = job.files, data, progress
         self.checkpoint_every, self.deadline, self.refit = checkpoint_every, deadline, job.fold is None
         self.stop_at = stop_at  # time.monotonic() of the run's hard end (--stop-at), or None
         self.precision = pick_precision(device, precision)
+        self.compile_model = compile_model
         self.max_epochs = max_epochs  # budget-sized: the most a replan may give (the recipe's epochs before sizing)
         self.k = int(fold_of_row.max()) + 1
         self.train_rows = np.flatnonzero(fold_of_row >= 0 if self.refit else fold_of_row != job.fold)
@@ -171,7 +172,8 @@ class FoldRun:
             artifacts.write_config_once(self.files, self.config)
             torch.manual_seed(epoch_seed(self.seed, self.seed_fold, 0))  # the initial weights
             self.parts = build(self.name, self.recipe, self.source.steps, self.device,
-                               soft_targets=self.teacher is not None, precision=self.precision)
+                               soft_targets=self.teacher is not None, precision=self.precision,
+                               compile_model=self.compile_model)
             self.resume()
             with tqdm(total=self.stop_after, initial=self.progress.epoch, disable=not self.show_progress,
                       desc=f"{self.files.what} epochs") as bar:
@@ -413,6 +415,19 @@ def fit_budget(minutes: float, mine: list[Job], recipes: dict[str, Recipe], resi
     todo = [j for j in mine if not j.files.is_done()]
     if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
         return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
+    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
+    left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
+    plans = budget.plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
+                        {n: r.epochs for n, r in recipes.items()}, fixed, by_cost=device.type == "cuda")
+    print(budget.describe(plans, left_s), flush=True)
+    by_name = {p.model: p for p in plans}
+    recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
+    return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
+
+
+def measure_jobs(todo: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
+                 aug: str) -> tuple[dict, dict, dict]:
+    """(folds per model, budget.Speed per model measured here in a few batches, one fold's row counts)."""
     counts = {j.model: sum(1 for t in todo if t.model == j.model) for j in todo}
     sample = np.arange(min(len(fold_of_row), 4 * 512))
     speeds = {n: budget.measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
@@ -420,13 +435,20 @@ def fit_budget(minutes: float, mine: list[Job], recipes: dict[str, Recipe], resi
     val = int(np.bincount(fold_of_row).max())
     rows = {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
             "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
-    left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
-    plans = budget.plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
-                        {n: r.epochs for n, r in recipes.items()}, fixed)
-    print(budget.describe(plans, left_s), flush=True)
-    by_name = {p.model: p for p in plans}
-    recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
-    return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
+    return counts, speeds, rows
+
+
+def print_estimate(rank: int, mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
+                   aug: str) -> None:
+    """Without a budget: this process's plan at the recipe's epochs and its expected end, from speeds measured
+    in its first seconds, before the first epoch (a newcomer learns that a run takes 10 hours before it has)."""
+    todo = [j for j in mine if not j.files.is_done()]
+    if not todo:
+        return
+    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
+    plans = budget.plan(float("inf"), counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
+                        {n: r.epochs for n, r in recipes.items()})
+    print(f"rank {rank}: " + budget.describe(plans, None), flush=True)
 
 
 def job_deadlines(mine: list[Job], todo: list[Job], by_name: dict, end: float) -> list[float | None]:
@@ -464,6 +486,10 @@ def parse_args(argv):
                    help="write state.pt at most this often (and at the end); 0 = after every epoch")
     p.add_argument("--budget", type=float, default=0, metavar="MINUTES",
                    help="size each model's epochs to end within this many minutes (measured here); 0 = the recipe's")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training model (scripts/compile_bench.py measures whether it pays)")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="start training without first measuring speeds and printing the expected end")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="auto: bf16 autocast on GPUs of compute capability >= 8.0, fp16 with a GradScaler below "
                         "(T4, P100, V100), fp32 on the CPU")
@@ -503,6 +529,9 @@ def _main(argv=None) -> int:
     deadlines, caps = [None] * len(mine), {n: r.epochs for n, r in recipes.items()}
     if args.budget > 0:
         recipes, deadlines = fit_budget(args.budget, mine, recipes, resident, fold_of_row, device, args.aug)
+    elif not args.no_estimate:
+        print_estimate(rank, [j for j in mine if j.fold is not None] or mine, recipes, resident, fold_of_row,
+                       device, args.aug)
     start, skipped, ran, taken = time.perf_counter(), [], 0, []
     stop_at = time.monotonic() + (args.stop_at - time.time()) if args.stop_at else None
     deadline_of = dict(zip(mine, deadlines))
@@ -517,7 +546,7 @@ def _main(argv=None) -> int:
         try:
             FoldRun(job, resident, fold_of_row, recipes[job.model], device, args.aug, sys.stderr.isatty(),
                     args.checkpoint_every, provenance, deadline_of.get(job), teacher, planned, stop_at,
-                    precision, caps[job.model] if args.budget > 0 else None).run()
+                    precision, caps[job.model] if args.budget > 0 else None, args.compile).run()
             ran += 1
         except PastStopAt as err:
             print(f"{err}: skipped", flush=True)

@@ -79,3 +79,27 @@ def test_train_folds_records_and_prints_the_precision(tmp_path, capsys):
     assert config["precision"] == "bf16"
     state = torch.load(paths.fold_dir("baseline_cnn", 0) / "state.pt", weights_only=True)
     assert "scaler" in state
+
+
+def test_the_ema_decay_is_timms_warm_up_for_the_whole_run_as_the_readme_says():
+    """ModelEmaV3's warm-up gives decay 1-(1+s)^(-2/3) at step s, capped by the recipe's (batch-scaled) decay.
+    The cap is reached only after ~31,600 steps at 0.999 (batch 128) or ~3,950 at 0.996 (batch 512), while a
+    40-epoch fold has ~7,200 or ~1,800: in every run here the decay is the warm-up's, so the batch rule's EMA
+    part changes nothing (the README says so)."""
+    for batch, steps in ((128, 7_200), (512, 1_800)):
+        recipe = get_recipe("strong", "bn_cnn", {"batch_size": batch})
+        parts = engine.build("bn_cnn", recipe, 180, torch.device("cpu"))
+        cap = parts.step.ema_decay
+        for s in (10, 100, steps):
+            assert parts.ema.get_decay(s) == pytest.approx(1 - s ** (-2 / 3))  # timm counts from step - 1
+            assert parts.ema.get_decay(s) < cap
+        assert parts.ema.get_decay(round((1 - cap) ** -1.5) + 2) == pytest.approx(cap)
+
+
+def test_compile_is_in_place_so_checkpoints_keep_their_keys():
+    recipe = get_recipe("strong", "baseline_cnn")
+    plain = engine.build("baseline_cnn", recipe, 10, torch.device("cpu"))
+    compiled = engine.build("baseline_cnn", recipe, 10, torch.device("cpu"), compile_model=True)
+    assert compiled.model._compiled_call_impl is not None and plain.model._compiled_call_impl is None
+    assert list(compiled.model.state_dict()) == list(plain.model.state_dict())  # no "_orig_mod." prefix
+    assert compiled.ema.module._compiled_call_impl is None  # the EMA copy is made before compiling
