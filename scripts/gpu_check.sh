@@ -159,7 +159,8 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 
 STEP_RC=0
-run_step() {  # run_step TITLE SECONDS COMMAND...: the command, cut after SECONDS (TERM, then KILL 15 s on)
+run_step() {  # run_step TITLE SECONDS COMMAND...: the command, cut after SECONDS (TERM, then KILL 15 s on; run_all
+  # passes the TERM to its training processes, and they get SIGTERM from the kernel if run_all dies by KILL)
   local title=$1 limit=$2 start rc=0
   shift 2
   echo
@@ -170,7 +171,7 @@ run_step() {  # run_step TITLE SECONDS COMMAND...: the command, cut after SECOND
   echo "=== $title (at most $limit s): $*"
   start=$(now)
   if declare -F "$1" >/dev/null; then "$@" || rc=$?  # a function of this script (short): no timeout
-  else timeout --kill-after=15 "$limit" "$@" || rc=$?; fi
+  else timeout --foreground --kill-after=15 "$limit" "$@" || rc=$?; fi  # in our process group: Ctrl-C reaches it
   echo "=== $title: $(since "$start") s, exit $rc$([ "$rc" = 124 ] && echo ' (cut at its time limit)')"
   return "$rc"
 }
@@ -201,8 +202,8 @@ if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 fi
 
-echo "gpu_check: limit ${GPU_CHECK_LIMIT_S} s (ends by $(date -u -d "@$END" +%H:%M:%SZ)); FOLDS=$FOLDS RESERVE_S=$RESERVE_S" \
-     "BENCH_LIMIT_S=$BENCH_LIMIT_S"
+echo "gpu_check: limit ${GPU_CHECK_LIMIT_S} s (ends by $(date -u -d "@$END" +%H:%M:%SZ));" \
+     "FOLDS=$FOLDS RESERVE_S=$RESERVE_S BENCH_LIMIT_S=$BENCH_LIMIT_S"
 stop_leftovers
 
 BENCH_PATH=${PYTHONPATH:-}  # the carried wheels go on the bench's path only: their typing-extensions
