@@ -119,7 +119,7 @@ pack_results() {  # $OUT/gpu_check_results.tar.gz (+ logits per model when over 
   )
 }
 
-done_files() { ls -l --time-style=+%s "$FER_WORKDIR"/folds/*/*/done.json 2>/dev/null | md5sum; }
+done_files() { { ls -l --time-style=+%s "$FER_WORKDIR"/folds/*/*/done.json 2>/dev/null || true; } | md5sum; }
 WATCH_PID=
 watch_results() {  # in the background while training: pack again whenever a fold finishes
   local seen now
@@ -257,11 +257,12 @@ stop_watch
 pack_results
 if [ "${rc:-0}" -ne 0 ]; then  # cut or failed before its ensemble: one over what finished, if time is left
   finished=$(for m in ${MODELS//,/ }; do  # members with a finished fold (bash only: no start-up time)
-               compgen -G "$FER_WORKDIR/folds/$m/fold*/done.json" >/dev/null && echo "$m"; done | paste -sd,)
+               if compgen -G "$FER_WORKDIR/folds/$m/fold*/done.json" >/dev/null; then echo "$m"; fi
+             done | paste -sd,)
   if [ -n "$finished" ]; then
     run_step "ensemble (what finished)" "$(( $(left) - 10 ))" "$PY" -m competition.ensemble --models "$finished" \
       --allow-missing && run_step "report (what finished)" "$(( $(left) - 10 ))" "$PY" -m competition.report \
-      --out "$FER_WORKDIR/reports/gpu_check" --models "$finished" --allow-missing
+      --out "$FER_WORKDIR/reports/gpu_check" --models "$finished" --allow-missing || failed $?
   fi
 fi
 exit "$STEP_RC"
