@@ -20,7 +20,7 @@ def code_cells() -> list[str]:
 
 
 def test_the_notebook_runs_from_kaggle_input_to_a_submission(tmp_path, monkeypatch, capsys):
-    source = kaggle_zip(tmp_path / "c.zip", *synthetic_rows(n_train=140), with_private_labels=False)
+    source = kaggle_zip(tmp_path / "c.zip", *synthetic_rows(n_train=280), with_private_labels=False)
     competition = tmp_path / "input" / SLUG
     with zipfile.ZipFile(source) as z:
         z.extractall(competition)  # Kaggle mounts the competition's files as a folder
