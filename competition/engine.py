@@ -4,7 +4,8 @@
 Which device, and its autocast, is competition.device's (apart, so that infer can use it too).
 The data stay one uint8 array (a tensor on the GPU when there is one); each batch is gathered by index,
 augmented (albumentations on the host or tensor ops on the device, see competition.augment), normalised
-and sent through the network in channels_last, under bf16 autocast on CUDA.
+and sent through the network in channels_last, under the autocast of competition.device.pick_precision (bf16
+on recent GPUs, fp16 with a GradScaler on older ones such as Kaggle's T4 and P100, fp32 on the CPU).
 
 On CUDA the step loop never waits for the GPU (airbench): the epoch's shuffle order goes to the device once,
 loss and accuracy add up in device tensors that are read once at the end of the epoch, the optimizer is
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 import models
 from competition.augment import normalize, tensor_augment
-from competition.device import autocast_for
+from competition.device import autocast_for, grad_scaler, pick_precision
 from competition.errors import SettingsError
 from competition.infer import infer
 from competition.recipes import Recipe, scaled
@@ -51,6 +52,8 @@ class TrainParts:
     loss_fn: torch.nn.Module
     mixup: Mixup | None
     clip_grad: float
+    precision: str = "fp32"  # competition.device.pick_precision: bf16 | fp16 | fp32
+    scaler: torch.amp.GradScaler | None = None  # loss scaling, enabled for fp16 only
 
     @property
     def judged(self) -> torch.nn.Module:
@@ -102,7 +105,8 @@ def load_checkpoint(path, device: torch.device) -> tuple[torch.nn.Module, dict]:
 # ---------------------------------------------------------------- the parts of a run
 
 def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.device,
-          soft_targets: bool = False, sample=None) -> TrainParts:
+          soft_targets: bool = False, sample=None, precision: str = "auto",
+          compile_model: bool = False) -> TrainParts:
     """Model, optimizer, scheduler, EMA, loss and mixup from timm's factories.
     soft_targets: the batches carry (batch, 7) target probabilities (a teacher's) instead of class indices;
     the loss is then the cross-entropy against them, and label smoothing is the teacher's to give.
@@ -117,17 +121,26 @@ def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.d
     groups = {"param_group_fn": lambda net: param_groups(net, recipe)} if recipe.bias_lr != 1 else {}
     optimizer = create_optimizer_v2(model, opt=recipe.opt, lr=step.lr, weight_decay=recipe.weight_decay,
                                     momentum=recipe.momentum, **fused, **groups)
-    scheduler, _ = create_scheduler_v2(optimizer, sched=recipe.sched, num_epochs=recipe.epochs,
-                                       warmup_epochs=step.warmup_epochs, warmup_lr=recipe.warmup_lr,
-                                       min_lr=recipe.min_lr, decay_epochs=recipe.decay_epochs,
-                                       decay_rate=recipe.decay_rate, step_on_epochs=False,
-                                       updates_per_epoch=steps_per_epoch)
+    scheduler = make_scheduler(optimizer, recipe, steps_per_epoch)
     ema = ModelEmaV3(model, decay=step.ema_decay, use_warmup=True) if step.ema_decay else None
     mixup = (Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.label_smoothing,
                    num_classes=NUM_CLASSES) if recipe.mixup or recipe.cutmix else None)
     loss_fn = (SoftTargetCrossEntropy() if mixup or soft_targets
                else torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing))
-    return TrainParts(model, optimizer, scheduler, ema, loss_fn, mixup, recipe.clip_grad)
+    precision = pick_precision(device, precision)
+    if compile_model:  # in place (nn.Module.compile): state_dict keys, the EMA's copy and checkpoints stay as they are
+        model.compile()
+    return TrainParts(model, optimizer, scheduler, ema, loss_fn, mixup, recipe.clip_grad, precision,
+                      grad_scaler(device, precision))
+
+
+def make_scheduler(optimizer, recipe: Recipe, steps_per_epoch: int, epochs: int | None = None):
+    """timm's scheduler for the recipe, over `epochs` (default the recipe's): a budget that plans again after
+    the first epochs gives the cosine its new length before it has decayed far."""
+    return create_scheduler_v2(optimizer, sched=recipe.sched, num_epochs=epochs or recipe.epochs,
+                               warmup_epochs=scaled(recipe).warmup_epochs, warmup_lr=recipe.warmup_lr,
+                               min_lr=recipe.min_lr, decay_epochs=recipe.decay_epochs, decay_rate=recipe.decay_rate,
+                               step_on_epochs=False, updates_per_epoch=steps_per_epoch)[0]
 
 
 def prepare_net(net: torch.nn.Module, recipe: Recipe, sample) -> None:
@@ -219,14 +232,16 @@ def train_one_epoch(parts: TrainParts, source: BatchSource, seed: int, start_ste
     for x, y in tqdm(source.epoch(seed, start_step // max(source.steps, 1)), total=source.steps, desc=desc, leave=False, disable=not progress,
                      unit="batch"):
         x, targets = parts.mixup(x, y) if parts.mixup is not None else (x, y)
-        with autocast_for(source.device):
+        with autocast_for(source.device, parts.precision):
             logits = model(x)
             loss = parts.loss_fn(logits, targets)
         parts.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parts.scaler.scale(loss).backward()  # fp16: scaled; bf16 and fp32: as is
         if parts.clip_grad:
+            parts.scaler.unscale_(parts.optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), parts.clip_grad, foreach=True)
-        parts.optimizer.step()
+        parts.scaler.step(parts.optimizer)  # fp16: skipped when a gradient overflowed
+        parts.scaler.update()
         step += 1
         parts.scheduler.step_update(num_updates=step)
         if parts.ema is not None:

@@ -8,9 +8,14 @@
 
 Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
 finished epoch), so running the same command again after an interruption finishes the work without
-redoing it. Training jobs (model, fold) are spread over parallel processes with torchrun, dealt by expected
+redoing it. Training jobs (model, fold) are spread over parallel processes, dealt by expected
 cost: two on a 2-core CPU, and --jobs-per-gpu (4) on each GPU, because one process at its batch leaves much of
 the GPU idle between steps and four side by side kept an H200 98-100% busy.
+The processes are started here (`launch`), not by torchrun: torchrun puts each worker in a session of its own,
+so killing the command's session (the GPU machine's time limit) left workers training and holding their fold
+locks. Ours stay in run_all's process group and session, and get SIGTERM when run_all dies (even by SIGKILL).
+--stop-at (a wall-clock end, `date +%s`) is passed to every process; the ensemble and report then use what
+finished (see competition.train_folds).
 
 More members: --seeds trains each architecture once per seed (a member each), --refit adds each
 member's refit on every Training row (mixed into its test logits by the ensemble's stated --refit-share rule),
@@ -20,7 +25,9 @@ while submissions/submission.csv stays the ensemble's.
 """
 import argparse
 import csv
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -80,34 +87,84 @@ def processes(device: str, jobs_per_gpu: int) -> int:
 
 
 def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: int, extra: list[str]) -> int:
-    """train_folds on the folds (and refits) of the models, over nproc processes (torchrun when more than one)."""
+    """train_folds on the folds (and refits) of the models, over nproc processes."""
     args = ["-m", "competition.train_folds", "--model", ",".join(models), "--folds", fold_list,
             "--recipe", recipe, "--device", device, *extra]
-    launcher = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run",
-                                                    "--standalone", "--nproc_per_node", str(nproc)]
-    shown = "python -m" if nproc == 1 else f"torchrun --nproc_per_node {nproc} -m"
-    print(" ".join([shown] + args[1:]), flush=True)
-    return subprocess.run([*launcher, *args], cwd=paths.REPO, env=os.environ | {"OMP_NUM_THREADS": "1"}).returncode
+    print(f"{nproc} x python " + " ".join(args), flush=True)
+    return launch(nproc, args)
 
 
-def summary_table(members: list[str], wall_s: float, board_rows: int = 1) -> str:
-    """One table: per member its finished folds (+refit), epochs, img/s, training seconds and OOF accuracy
-    (TTA, over its finished folds); then the ensemble's (and student's) OOF and PublicTest from the last
-    `board_rows` leaderboard rows, the ones this run wrote."""
+def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM when run_all dies, however it dies
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
+def launch(nproc: int, args: list[str], poll_s: float = 0.5) -> int:
+    """Run `python ARGS` as nproc processes with torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
+    LOCAL_WORLD_SIZE), in this process group; the first failure stops the others (a refit waiting for
+    another process's folds must not wait forever), and so does our own end (SIGTERM, Ctrl-C, an error)."""
+    env = os.environ | {"OMP_NUM_THREADS": "1", "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc)}
+    procs = [subprocess.Popen([sys.executable, *args], cwd=paths.REPO, preexec_fn=_die_with_parent,
+                              env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(nproc)]
+    previous = signal.signal(signal.SIGTERM, _exit_on_term)
+    try:
+        while (codes := [p.poll() for p in procs]) and None in codes and not any(codes):
+            time.sleep(poll_s)
+        failed = [c for c in codes if c]
+        return failed[0] if failed else 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop(procs)
+
+
+def _exit_on_term(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """SIGTERM to those still running, then SIGKILL to any left after grace_s."""
+    alive = [p for p in procs if p.poll() is None]
+    for p in alive:
+        p.terminate()
+    end = time.monotonic() + grace_s
+    for p in alive:
+        try:
+            p.wait(max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def summary_table(members: list[str], wall_s: float, board_rows: int = 1, train_wall_s: float = 0.0,
+                  nproc: int = 1, trained_since: float = float("inf")) -> str:
+    """One table: per member its finished folds (+refit), epochs, img/s of one process, training seconds and
+    OOF accuracy (TTA, over its finished folds); then the aggregate img/s (every image trained, over the
+    training step's wall time, counting the runs finished since `trained_since` (time.time()): with several
+    processes sharing a GPU, the figure to set beside the bench's),
+    and the ensemble's (and student's) OOF and PublicTest from the last `board_rows` leaderboard rows."""
     k = artifacts.fold_count()
-    lines = [f"{'member':22s} {'folds':>7s} {'epochs':>6s} {'train img/s':>11s} {'train s':>8s} {'OOF':>7s}"]
+    lines = [f"{'member':22s} {'folds':>7s} {'epochs':>6s} {'img/s/proc':>11s} {'train s':>8s} {'OOF':>7s}"]
+    images = 0.0
     for name in members:
         folds = artifacts.finished_folds(name, k)
         refit = artifacts.FoldFiles(name, None).is_done()
-        runs = [artifacts.read_done(artifacts.FoldFiles(name, f)) for f in folds + ([None] if refit else [])]
+        files = [artifacts.FoldFiles(name, f) for f in folds + ([None] if refit else [])]
+        runs = [artifacts.read_done(f) for f in files]
         if not runs:
             lines.append(f"{name:22s} {0:7d}   (nothing finished)")
             continue
         ml = artifacts.load_model(name, allow_missing=True) if folds else None
         oof = f"{accuracy(ml.oof_logits, ml.oof_labels):7.4f}" if ml else f"{'n/a':>7s}"
         speed = sum(d["images_per_s"] for d in runs) / len(runs)
+        images += sum(d["images_per_s"] * d["seconds"] for f, d in zip(files, runs)
+                      if (f / artifacts.DONE).stat().st_mtime >= trained_since)
         lines.append(f"{name:22s} {str(len(folds)) + ('+refit' if refit else ''):>7s} "
                      f"{sum(d['epochs_run'] for d in runs):6d} {speed:11.0f} {sum(d['seconds'] for d in runs):8.0f} {oof}")
+    if train_wall_s > 0 and images:
+        lines.append(f"training: {images:,.0f} images in {train_wall_s:.0f} s wall over {nproc} process(es): "
+                     f"{images / train_wall_s:,.0f} img/s aggregate")
     board = paths.submissions_dir() / "leaderboard.csv"
     if board.exists():
         for row in list(csv.DictReader(board.open()))[-board_rows:]:
@@ -142,6 +199,16 @@ def _main(argv=None) -> int:
     p.add_argument("--refit", action="store_true", help="also train each member on every Training row")
     p.add_argument("--distill", default=None, metavar="MODEL",
                    help="after the ensemble, train one MODEL student against its OOF probabilities")
+    p.add_argument("--checkpoint-every", type=float, default=None, metavar="SECONDS",
+                   help="write each fold's state.pt at most this often (train_folds' default: 30)")
+    p.add_argument("--compile", action="store_true", help="torch.compile each training model (see "
+                   "scripts/compile_bench.py)")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="training precision (auto: bf16 on GPUs of compute capability >= 8.0, fp16 below, fp32 "
+                        "on the CPU)")
+    p.add_argument("--stop-at", type=float, default=0, metavar="UNIX_SECONDS",
+                   help="training ends by then (`date +%%s`): running folds keep the epochs they have, jobs not "
+                        "started are skipped; the ensemble and report use what finished")
     args = p.parse_args(argv)
     models = architectures(args.models, args.device, args.quick)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -149,7 +216,8 @@ def _main(argv=None) -> int:
     fold_list = args.folds or ("0" if args.quick else "all")
     recipe = args.recipe or ("quick" if args.quick else "strong")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
-    nproc = args.nproc or (1 if minutes else processes(args.device, args.jobs_per_gpu))
+    # a CPU budget trains one process (2 cores); on CUDA several share each GPU, each with its share of the jobs
+    nproc = args.nproc or (1 if minutes and not wants_cuda(args.device) else processes(args.device, args.jobs_per_gpu))
     start = time.perf_counter()
     step("data", get_data, args.source)
     step("folds", make_folds, args.k)
@@ -158,6 +226,10 @@ def _main(argv=None) -> int:
                             "need all folds, so they don't combine with --quick/--budget.")
     aug = args.aug or ("tensor" if args.quick else "auto")
     extra = ["--aug", aug] + (["--epochs", str(args.epochs)] if args.epochs else [])
+    extra += ["--checkpoint-every", str(args.checkpoint_every)] if args.checkpoint_every is not None else []
+    extra += ["--stop-at", str(args.stop_at)] if args.stop_at else []
+    extra += ["--precision", args.precision] if args.precision != "auto" else []
+    extra += ["--compile"] if args.compile else []
 
     if minutes:
         left = minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60
@@ -165,11 +237,18 @@ def _main(argv=None) -> int:
             raise SettingsError(f"--budget {minutes:g} min is spent before training starts; give more minutes.")
         extra += ["--budget", f"{left:.2f}"]
     train_folds = fold_list + (",refit" if args.refit else "")
+    train_start, trained_since = time.perf_counter(), time.time()
     step(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
          args.device, nproc, extra + ["--seed", args.seeds])
+    train_wall_s = time.perf_counter() - train_start
+    partial = [] if fold_list == "all" and not args.stop_at else ["--allow-missing"]
+    if args.stop_at:  # what finished by the deadline; a member with no finished fold is left out
+        members = [m for m in members if artifacts.finished_folds(m, artifacts.fold_count())]
+        if not members:
+            print("\nno fold finished before --stop-at: no ensemble, no report")
+            return 0
     ensemble_args = ["--models", ",".join(members), "--weights", "oof" if len(members) > 1 else "equal",
                      "--combiner", "auto" if len(members) > 1 else "average"]
-    partial = [] if fold_list == "all" else ["--allow-missing"]
     step("ensemble", ensemble.main, ensemble_args + partial)
     if args.distill:
         teacher = str(paths.submissions_dir() / artifacts.TEACHER)
@@ -180,7 +259,8 @@ def _main(argv=None) -> int:
         members.append(artifacts.member_name(args.distill, "student", seeds[0]))
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
     step("report", report.main, ["--out", str(out), "--models", ",".join(members)] + partial)
-    print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1))
+    print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, nproc,
+                               trained_since))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
     return 0
 

@@ -27,6 +27,9 @@ first, to the least loaded), with no process group and no barrier, so several pr
 Each fold is locked while it trains: a second process on the same fold stops with exit 2 naming the holder.
 With --budget MINUTES, competition.budget measures each model's speed here, sizes its epochs to fit, prints
 the plan, and stops a fold at its deadline if the measurement was optimistic (done.json says so).
+--stop-at UNIX_SECONDS is a hard end that every process honours (the GPU check's window): a running fold
+finishes with the epochs it has when one more would end past it (done.json: stopped_by_deadline), a job not
+started by then is skipped and listed, and its fold folder is left as it was, to resume later.
 """
 import argparse
 import json
@@ -49,8 +52,8 @@ from competition.artifacts import BEST, CONFIG, DONE, LOG, LOG_COLUMNS, OOF, STA
 from competition.atomic import LockedError, atomic_write_text
 from competition.augment import view_count
 from competition.data import load_dataset
-from competition.device import pick_device, tune_for
-from competition.engine import BatchSource, build, create_model, evaluate, train_one_epoch
+from competition.device import describe_precision, pick_device, pick_precision, tune_for
+from competition.engine import BatchSource, build, create_model, evaluate, make_scheduler, train_one_epoch
 from competition.errors import SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
@@ -90,6 +93,8 @@ class Progress:
     best_epoch: int = 0
     finished: bool = False
     stopped_by_budget: bool = False
+    stopped_by_deadline: bool = False  # --stop-at: the run's hard end, not this fold's budget share
+    planned_epochs: int = 0  # the epochs a budget planned again after REPLAN_EPOCH (0: not replanned)
     log: list = field(default_factory=list)
 
 
@@ -125,11 +130,16 @@ class FoldRun:
 
     def __init__(self, job: Job, data: Resident, fold_of_row, recipe: Recipe, device, aug, progress=False,
                  checkpoint_every=30.0, provenance=None, deadline=None, teacher: artifacts.Teacher | None = None,
-                 planned_folds: dict | None = None):
+                 planned_folds: dict | None = None, stop_at: float | None = None, precision: str = "auto",
+                 max_epochs: int | None = None, compile_model: bool = False):
         self.job, self.name, self.fold, self.recipe, self.seed, self.device = (job, job.model, job.fold, recipe,
                                                                               job.seed, device)
         self.files, self.data, self.show_progress = job.files, data, progress
         self.checkpoint_every, self.deadline, self.refit = checkpoint_every, deadline, job.fold is None
+        self.stop_at = stop_at  # time.monotonic() of the run's hard end (--stop-at), or None
+        self.precision = pick_precision(device, precision)
+        self.compile_model = compile_model
+        self.max_epochs = max_epochs  # budget-sized: the most a replan may give (the recipe's epochs before sizing)
         self.k = int(fold_of_row.max()) + 1
         self.train_rows = np.flatnonzero(fold_of_row >= 0 if self.refit else fold_of_row != job.fold)
         self.val_rows = np.flatnonzero(fold_of_row == job.fold) if not self.refit else self.train_rows[:0]
@@ -142,7 +152,7 @@ class FoldRun:
         self.stop_after, self.teacher, self.planned_folds = recipe.epochs, teacher, planned_folds or {}
         self.config = {"model": job.model, "fold": job.fold, "recipe": recipe.name, "seed": job.seed,
                        "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
-                       "threads": torch.get_num_threads(), "settings": asdict(recipe),
+                       "threads": torch.get_num_threads(), "precision": self.precision, "settings": asdict(recipe),
                        "step": asdict(scaled(recipe)), **(provenance or {}),
                        "teacher": teacher.provenance() if teacher else None}
         self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
@@ -159,7 +169,8 @@ class FoldRun:
             artifacts.write_config_once(self.files, self.config)
             torch.manual_seed(epoch_seed(self.seed, self.seed_fold, 0))  # the initial weights
             self.parts = build(self.name, self.recipe, self.source.steps, self.device,
-                               soft_targets=self.teacher is not None, sample=self.source.sample())
+                               soft_targets=self.teacher is not None, sample=self.source.sample(),
+                               precision=self.precision, compile_model=self.compile_model)
             self.resume()
             with tqdm(total=self.stop_after, initial=self.progress.epoch, disable=not self.show_progress,
                       desc=f"{self.files.what} epochs") as bar:
@@ -178,7 +189,7 @@ class FoldRun:
         source = self.job.member
         if not artifacts.FoldFiles(source, 0).dir.exists() and self.job.tag:
             source = artifacts.member_name(self.job.model, "", self.job.seed)
-        wait_for_folds(source, self.k, self.planned_folds.get(source, frozenset()))
+        wait_for_folds(source, self.k, self.planned_folds.get(source, frozenset()), until=self.stop_at)
         before = json.loads((FoldFiles(source, 0) / CONFIG).read_text()).get("settings") or {}
         now = self.config["settings"]
         if before != now:
@@ -201,8 +212,11 @@ class FoldRun:
         self.parts.scheduler.load_state_dict(saved["scheduler"])
         if self.parts.ema is not None:
             self.parts.ema.load_state_dict(saved["ema"])
+        if saved.get("scaler"):
+            self.parts.scaler.load_state_dict(saved["scaler"])
         self.best_weights = {k: v.to(self.device) for k, v in saved["best_weights"].items()}
         self.progress = Progress(**saved["progress"])
+        self.stop_after = self.progress.planned_epochs or self.stop_after
         print(f"{self.files.what}: resuming after epoch {self.progress.epoch}")
 
     def one_epoch(self) -> None:
@@ -229,8 +243,14 @@ class FoldRun:
             if val_acc > p.best_acc:
                 p.best_acc, p.best_epoch = val_acc, epoch
                 self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
-            p.finished = epoch >= r.epochs or bool(r.patience and epoch - p.best_epoch >= r.patience)
-        if not p.finished and budget.deadline_passed(self.deadline, time.monotonic() - started):
+            if epoch == budget.REPLAN_EPOCH and self.deadline is not None and self.max_epochs:
+                self.replan(epoch, time.monotonic() - started)
+            p.finished = epoch >= self.stop_after or bool(r.patience and epoch - p.best_epoch >= r.patience)
+        if not p.finished and budget.deadline_passed(self.stop_at, time.monotonic() - started):
+            p.finished = p.stopped_by_deadline = True
+            tqdm.write(f"{self.files.what}: cut after epoch {epoch} of {self.stop_after}: another would end "
+                       f"past --stop-at")
+        elif not p.finished and budget.deadline_passed(self.deadline, time.monotonic() - started):
             p.finished = p.stopped_by_budget = True
             tqdm.write(f"{self.files.what}: stopped after epoch {epoch} of {r.epochs}: another would end "
                        f"past this fold's share of the --budget")
@@ -242,11 +262,24 @@ class FoldRun:
                    f"{stats.seconds:.1f}s {stats.images_per_s:.0f} img/s" + (" *" if p.best_epoch == epoch else ""))
         sys.stdout.flush()
 
+    def replan(self, epoch: int, epoch_s: float) -> None:
+        """Plan this fold's epochs again from its own epoch time: the budget's first measurement (a few batches)
+        can be pessimistic (the 30-minute CPU run: 562 img/s measured, 650-690 run, 7 minutes left unused) or
+        optimistic. The cosine gets its new length now, while it has barely decayed."""
+        fit = epoch + int(max(0.0, self.deadline - time.monotonic()) // max(epoch_s, 1e-9))
+        epochs = max(epoch, min(self.max_epochs, fit))
+        if epochs != self.stop_after:
+            tqdm.write(f"{self.files.what}: planned again after epoch {epoch} ({epoch_s:.1f} s per epoch here): "
+                       f"{self.stop_after} -> {epochs} epochs")
+            self.stop_after = self.progress.planned_epochs = epochs
+            self.parts.scheduler = make_scheduler(self.parts.optimizer, self.recipe, self.source.steps, epochs)
+
     def checkpoint(self) -> None:
         parts = self.parts
         artifacts.save_torch({"model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
                               "scheduler": parts.scheduler.state_dict(),
                               "ema": parts.ema.state_dict() if parts.ema is not None else None,
+                              "scaler": parts.scaler.state_dict(),
                               "best_weights": self.best_weights, "progress": asdict(self.progress)},
                              self.files / STATE)
         self.saved_at = time.monotonic()
@@ -276,6 +309,7 @@ class FoldRun:
         done |= {"refit": self.refit,
                  "train_acc": float((train_logits.argmax(1) == self.data.train_labels[self.train_rows[sample]]).mean()),
                  "train_acc_rows": len(sample), "stopped_by_budget": p.stopped_by_budget,
+                 "stopped_by_deadline": p.stopped_by_deadline,
                  "seconds": float(sum(row["seconds"] for row in p.log)),
                  "images_per_s": float(np.mean([row["images_per_s"] for row in p.log]))}
         atomic_write_text(self.files / DONE, json.dumps(done, indent=2))
@@ -284,18 +318,25 @@ class FoldRun:
         return done
 
 
-def wait_for_folds(member: str, k: int, planned: frozenset = frozenset(), poll_s: float = 5.0) -> None:
+class PastStopAt(Exception):
+    """The run's --stop-at came before this job could start (or before the folds a refit waits for)."""
+
+
+def wait_for_folds(member: str, k: int, planned: frozenset = frozenset(), poll_s: float = 5.0,
+                   until: float | None = None) -> None:
     """Until every fold of `member` is done, while the missing ones are being trained or are among this
-    launch's jobs (`planned`: dealt to another process, which torchrun stops with this one if it fails);
-    refused at once when a missing fold is neither."""
+    launch's jobs (`planned`: dealt to another process, which the launcher stops with this one if it fails);
+    refused at once when a missing fold is neither; PastStopAt once time.monotonic() passes `until`."""
     announced = False
     while missing := [f for f in range(k) if not FoldFiles(member, f).is_done()]:
         if any(f not in planned and not is_locked(FoldFiles(member, f)) for f in missing):
             artifacts.refit_epochs(member, k)  # raises, naming the folds to train first (unless done meanwhile)
+        elif until is not None and time.monotonic() >= until:
+            raise PastStopAt(f"{member}: fold(s) {missing} not finished by --stop-at")
         elif not announced:
             print(f"{member} refit: waiting for fold(s) {missing}, trained by another process", flush=True)
             announced = True
-        time.sleep(poll_s)
+        time.sleep(poll_s if until is None else max(0.0, min(poll_s, until - time.monotonic())))
 
 
 def is_locked(files: FoldFiles) -> bool:
@@ -377,6 +418,19 @@ def fit_budget(minutes: float, mine: list[Job], recipes: dict[str, Recipe], resi
     todo = [j for j in mine if not j.files.is_done()]
     if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
         return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
+    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
+    left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
+    plans = budget.plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
+                        {n: r.epochs for n, r in recipes.items()}, fixed, by_cost=device.type == "cuda")
+    print(budget.describe(plans, left_s), flush=True)
+    by_name = {p.model: p for p in plans}
+    recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
+    return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
+
+
+def measure_jobs(todo: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
+                 aug: str) -> tuple[dict, dict, dict]:
+    """(folds per model, budget.Speed per model measured here in a few batches, one fold's row counts)."""
     counts = {j.model: sum(1 for t in todo if t.model == j.model) for j in todo}
     sample = np.arange(min(len(fold_of_row), 4 * 512))
     speeds = {n: budget.measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
@@ -384,13 +438,20 @@ def fit_budget(minutes: float, mine: list[Job], recipes: dict[str, Recipe], resi
     val = int(np.bincount(fold_of_row).max())
     rows = {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
             "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
-    left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
-    plans = budget.plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
-                        {n: r.epochs for n, r in recipes.items()}, fixed)
-    print(budget.describe(plans, left_s), flush=True)
-    by_name = {p.model: p for p in plans}
-    recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
-    return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
+    return counts, speeds, rows
+
+
+def print_estimate(rank: int, mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
+                   aug: str) -> None:
+    """Without a budget: this process's plan at the recipe's epochs and its expected end, from speeds measured
+    in its first seconds, before the first epoch (a newcomer learns that a run takes 10 hours before it has)."""
+    todo = [j for j in mine if not j.files.is_done()]
+    if not todo:
+        return
+    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
+    plans = budget.plan(float("inf"), counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
+                        {n: r.epochs for n, r in recipes.items()})
+    print(f"rank {rank}: " + budget.describe(plans, None), flush=True)
 
 
 def job_deadlines(mine: list[Job], todo: list[Job], by_name: dict, end: float) -> list[float | None]:
@@ -428,6 +489,16 @@ def parse_args(argv):
                    help="write state.pt at most this often (and at the end); 0 = after every epoch")
     p.add_argument("--budget", type=float, default=0, metavar="MINUTES",
                    help="size each model's epochs to end within this many minutes (measured here); 0 = the recipe's")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training model (scripts/compile_bench.py measures whether it pays)")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="start training without first measuring speeds and printing the expected end")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="auto: bf16 autocast on GPUs of compute capability >= 8.0, fp16 with a GradScaler below "
+                        "(T4, P100, V100), fp32 on the CPU")
+    p.add_argument("--stop-at", type=float, default=0, metavar="UNIX_SECONDS",
+                   help="hard end (seconds since the epoch, as `date +%%s` prints): running folds end with the "
+                        "epochs they have, jobs not started are skipped; 0 = none")
     return p.parse_args(argv)
 
 
@@ -438,6 +509,9 @@ def _main(argv=None) -> int:
     overrides = parse_overrides(args.set) | ({"epochs": args.epochs} if args.epochs else {})
     device = pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
     tune_for(device)
+    precision = pick_precision(device, args.precision)
+    if rank == 0:
+        print(describe_precision(device, precision), flush=True)
     names = parse_models(args.model)
     seeds = parse_list(args.seed, "--seed")
     data = load_dataset()
@@ -453,15 +527,54 @@ def _main(argv=None) -> int:
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
     provenance = provenance_of(data, k)
     resident = Resident.place(data, device, args.aug)
-    deadlines = [None] * len(mine)
+    deadlines, caps = [None] * len(mine), {n: r.epochs for n, r in recipes.items()}
     if args.budget > 0:
         recipes, deadlines = fit_budget(args.budget, mine, recipes, resident, fold_of_row, device, args.aug)
-    start = time.perf_counter()
-    for job, deadline in zip(mine, deadlines):
-        FoldRun(job, resident, fold_of_row, recipes[job.model], device, args.aug, sys.stderr.isatty(),
-                args.checkpoint_every, provenance, deadline, teacher, planned).run()
-    print(f"rank {rank}: {len(mine)} job(s) done in {time.perf_counter() - start:.0f} s")
+    elif not args.no_estimate:
+        print_estimate(rank, [j for j in mine if j.fold is not None] or mine, recipes, resident, fold_of_row,
+                       device, args.aug)
+    start, skipped, ran, taken = time.perf_counter(), [], 0, []
+    stop_at = time.monotonic() + (args.stop_at - time.time()) if args.stop_at else None
+    deadline_of = dict(zip(mine, deadlines))
+    queue = work_order(mine, jobs) if world > 1 and args.budget <= 0 else list(mine)
+    while queue or taken:
+        job, waited = (queue.pop(0), False) if queue else (taken.pop(0), True)
+        if waited:  # mine, started by another process of this launch when it ran out of work
+            wait_unlocked(job.files, stop_at)
+        if stop_at is not None and time.monotonic() >= stop_at and not job.files.is_done():
+            skipped.append(job.files.what)
+            continue
+        try:
+            FoldRun(job, resident, fold_of_row, recipes[job.model], device, args.aug, sys.stderr.isatty(),
+                    args.checkpoint_every, provenance, deadline_of.get(job), teacher, planned, stop_at,
+                    precision, caps[job.model] if args.budget > 0 else None, args.compile).run()
+            ran += 1
+        except PastStopAt as err:
+            print(f"{err}: skipped", flush=True)
+            skipped.append(job.files.what)
+        except LockedError:
+            if world == 1 or waited:
+                raise
+            if job in deadline_of:  # mine: checked again at the end; another's: its owner sees to it
+                taken.append(job)
+    print(f"rank {rank}: {ran} job(s) done or checked in {time.perf_counter() - start:.0f} s"
+          + (f"; skipped at --stop-at: {', '.join(dict.fromkeys(skipped))}" if skipped else ""), flush=True)
     return 0
+
+
+def work_order(mine: list[Job], jobs: list[Job]) -> list[Job]:
+    """This process's jobs, then, when it has none left, the others' not yet started (no process idles while
+    there is work: the fold lock decides who trains a job, the other moves on); folds before refits, which
+    wait for folds."""
+    others = [j for j in jobs if j not in mine]
+    return ([j for j in mine if j.fold is not None] + [j for j in others if j.fold is not None]
+            + [j for j in mine if j.fold is None] + [j for j in others if j.fold is None])
+
+
+def wait_unlocked(files: FoldFiles, until: float | None, poll_s: float = 2.0) -> None:
+    """Until no process holds the fold's lock (or --stop-at passes)."""
+    while is_locked(files) and (until is None or time.monotonic() < until):
+        time.sleep(poll_s)
 
 
 def main(argv=None) -> int:

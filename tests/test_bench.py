@@ -31,3 +31,22 @@ def test_bench_prints_a_row_whose_ratios_are_its_figures(capsys):
 def test_bench_refuses_unknown_models(capsys):
     assert bench.main(["--synthetic", "8", "--models", "nope"]) == 2
     assert "unknown: nope" in capsys.readouterr().err
+
+
+def test_an_optional_import_that_fails_in_any_way_is_reported_and_skipped(monkeypatch, capsys):
+    def broken(recipe):
+        raise SystemError("pydantic-core does not match pydantic")  # what a mismatched carried wheel raises
+    monkeypatch.setattr(bench, "albumentations_pipeline", broken)
+    assert bench.reference_pipeline(bench.harness_recipe("bn_cnn", torch.device("cpu"))) is None
+    assert "SystemError" in capsys.readouterr().err
+
+
+def test_no_update_check_over_the_network():
+    """Importing the package sets the variable albumentations reads before its update check (its real name,
+    read from its source)."""
+    import importlib.util
+    import os
+
+    import competition  # noqa: F401
+    source = open(importlib.util.find_spec("albumentations").origin).read()
+    assert 'os.getenv("NO_ALBUMENTATIONS_UPDATE"' in source and os.environ["NO_ALBUMENTATIONS_UPDATE"] == "1"

@@ -5,11 +5,12 @@
 import json
 import re
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
-from competition import budget, folds, paths, train_folds
+from competition import budget, engine, folds, paths, train_folds
 from competition.data import load_dataset
 from competition.recipes import get_recipe
 from tests.fake_runs import make_dataset
@@ -93,3 +94,67 @@ def test_a_job_may_use_what_an_earlier_one_saved():
     assert ends[1] == pytest.approx(1000.0 - plans["baseline_cnn"].finish_s)  # the last job: the budget's end
     assert ends[0] == pytest.approx(1000.0 - plans["baseline_cnn"].seconds - plans["bn_cnn"].finish_s)
     assert train_folds.job_deadlines(mine, mine[1:], plans, end=1000.0)[0] is None  # a finished job: none
+
+
+def test_stop_at_cuts_a_running_fold_and_says_so(prepared):
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 1), *_inputs(), stop_at=time.monotonic())
+    done = run.run()
+    assert done["epochs_run"] == 1 and done["stopped_by_deadline"] is True and done["stopped_by_budget"] is False
+    assert (paths.fold_dir("baseline_cnn", 1) / "test.npz").exists()  # finished cleanly: logits and all
+
+
+def test_jobs_not_started_by_stop_at_are_skipped_and_listed(prepared, capsys):
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "0,1", "--epochs", "1", "--set", "batch_size=16",
+                             "--stop-at", str(time.time() - 1)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped at --stop-at: baseline_cnn fold 0, baseline_cnn fold 1" in out
+    assert not (paths.fold_dir("baseline_cnn", 0) / "done.json").exists()
+
+
+def test_a_budget_sized_fold_plans_again_from_its_own_epochs(prepared, capsys):
+    """Sized to 3 epochs by a pessimistic measurement, with time to its deadline for the recipe's 5: after
+    epoch 2 it plans again, trains 5, and its cosine is rebuilt for 5 epochs (not cut short at 3)."""
+    resident, fold_of_row, recipe, device, aug = _inputs()
+    sized = replace(recipe, epochs=3)
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 0), resident, fold_of_row, sized, device, aug,
+                              deadline=time.monotonic() + 3600, max_epochs=recipe.epochs)
+    done = run.run()
+    assert done["epochs_run"] == 5 and "3 -> 5 epochs" in capsys.readouterr().out
+    state = torch.load(paths.fold_dir("baseline_cnn", 0) / "state.pt", weights_only=False)
+    rebuilt = engine.make_scheduler(torch.optim.SGD([torch.zeros(1)], lr=1.0), sized, run.source.steps, 5)
+    assert state["scheduler"]["t_initial"] == rebuilt.t_initial
+    assert state["progress"]["planned_epochs"] == 5
+
+
+def test_work_order_takes_others_jobs_after_its_own_and_refits_last():
+    jobs = [train_folds.Job("bn_cnn", f) for f in (0, 1, None)] + [train_folds.Job("baseline_cnn", 0)]
+    mine = [jobs[2], jobs[0]]
+    assert train_folds.work_order(mine, jobs) == [jobs[0], jobs[1], jobs[3], jobs[2]]
+
+
+def test_on_a_gpu_time_is_shared_by_cost_so_every_model_gets_the_same_fraction_of_its_epochs():
+    caps = {"bn_cnn": 40, "baseline_cnn": 40, "resnet_cbam": 40}
+    plans = budget.plan(20 * 60, {n: 1 for n in SPEEDS}, SPEEDS, ROWS, VIEWS, caps, by_cost=True)
+    fractions = {p.model: p.epochs / caps[p.model] for p in plans}
+    assert max(fractions.values()) - min(fractions.values()) <= 1 / 40 + 1e-9, fractions  # whole epochs apart
+    assert sum(p.seconds for p in plans) <= 20 * 60
+    cpu = {p.model: p.epochs for p in budget.plan(20 * 60, {n: 1 for n in SPEEDS}, SPEEDS, ROWS, VIEWS, caps)}
+    assert cpu["resnet_cbam"] < {p.model: p.epochs for p in plans}["resnet_cbam"]  # SHARES starve it on the CPU
+
+
+def test_every_plan_says_when_it_ends_and_a_long_one_gives_a_hint():
+    long = budget.plan(float("inf"), {n: 5 for n in SPEEDS}, SPEEDS, ROWS, VIEWS, CAP)
+    assert all(p.epochs == 200 for p in long)  # no budget: the recipe's epochs
+    text = budget.describe(long, None)
+    assert "expected to end about" in text and "hint:" in text and "--quick" in text and "--budget" in text
+    short = budget.describe(budget.plan(float("inf"), {"baseline_cnn": 1}, SPEEDS, ROWS, VIEWS,
+                                        {"baseline_cnn": 1}), None)
+    assert "expected to end about" in short and "hint:" not in short
+
+
+def test_a_run_without_budget_prints_its_plan_before_training(prepared, capsys):
+    assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--epochs", "1",
+                             "--set", "batch_size=16"]) == 0
+    out = capsys.readouterr().out
+    assert "plan at the recipe's epochs" in out and "expected to end about" in out
+    assert out.index("expected to end about") < out.index("epoch 1/1")

@@ -102,7 +102,7 @@ def test_torchrun_spreads_jobs_over_two_cpu_processes(prepared):
                              "--folds", "0,1,2", "--epochs", "1", *FAST], cwd=REPO, capture_output=True,
                             text=True, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "rank 0: 2 job(s)" in result.stdout and "rank 1: 1 job(s)" in result.stdout
+    assert "rank 0: " in result.stdout and "rank 1: " in result.stdout  # dealt 2 and 1; an idle one takes more
     assert all((paths.fold_dir("baseline_cnn", f) / "done.json").exists() for f in range(3))
 
 
