@@ -59,7 +59,9 @@ def test_budget_prints_the_plan_and_sizes_the_epochs_by_it(prepared, capsys, mon
     row = r"^(bn_cnn|baseline_cnn) +\d+ +\d+ +[\d.]+ +(\d+) +[\d.]+"  # model folds img/s epoch_s epochs minutes
     planned = {m: int(e) for m, e in re.findall(row, out, flags=re.M)}
     assert planned.keys() == speeds.keys() and all(1 <= e < 400 for e in planned.values()), planned
+    again = dict(re.findall(r"^(\w+) fold 0: planned again after epoch 2 .*-> (\d+) epochs", out, flags=re.M))
     for model, epochs in planned.items():  # each fold ran its planned epochs, or stopped at its deadline, saying so
+        epochs = int(again.get(model, epochs))  # re-planned from its own epoch time after epoch 2
         done = json.loads((paths.fold_dir(model, 0) / "done.json").read_text())
         assert done["epochs_run"] == epochs or (done["epochs_run"] < epochs and done["stopped_by_budget"]), done
     assert train_folds.main(args) == 0  # the same command again: done with the epochs the budget gave

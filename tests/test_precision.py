@@ -13,7 +13,7 @@ import torch
 from competition import device as dev
 from competition import engine, folds, paths, train_folds
 from competition.errors import SettingsError
-from competition.recipes import get_recipe
+from competition.recipes import get_recipe, scaled
 from tests.fake_runs import make_dataset
 
 CUDA = torch.device("cuda", 0)  # only an object here: nothing below touches a GPU
@@ -92,7 +92,7 @@ def test_the_ema_decay_is_timms_warm_up_for_the_whole_run_as_the_readme_says():
     for batch, steps in ((128, 7_200), (512, 1_800)):
         recipe = get_recipe("strong", "bn_cnn", {"batch_size": batch})
         parts = engine.build("bn_cnn", recipe, 180, torch.device("cpu"))
-        cap = parts.step.ema_decay
+        cap = scaled(recipe).ema_decay
         for s in (10, 100, steps):
             assert parts.ema.get_decay(s) == pytest.approx(1 - s ** (-2 / 3))  # timm counts from step - 1
             assert parts.ema.get_decay(s) < cap
