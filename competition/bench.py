@@ -24,7 +24,8 @@ It prints figures, it is not a test. In one run, on the same machine and the sam
 Training is timed over --steps batches after 2 warm-up batches (rows drawn once, shared by both paths);
 inference over every test row (7,178, or the --synthetic count) with TTA level 1 (image + mirror), timed on a
 second pass after an untimed one (cuDNN tunes each batch shape, the last shorter one too, on its first pass). resnet_cbam48 (~15 s per batch on CPU) is left out unless named in --models.
-The tables are markdown, ready for the README's speed table; the machine and the exact command come with them.
+The tables are markdown, ready for docs/measurements.md's speed table; the machine and the exact command come
+with them.
 """
 import argparse
 import os

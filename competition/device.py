@@ -51,6 +51,13 @@ def pick_precision(device: torch.device, requested: str = "auto") -> str:
     return "bf16" if tuple(capability) >= BF16_CAPABILITY else "fp16"
 
 
+def add_precision_arg(parser) -> None:
+    """The --precision flag, stated once for every command that trains."""
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto: bf16 autocast on GPUs of compute capability >= 8.0, fp16 with a GradScaler "
+                             "below (T4, P100, V100); on the CPU bf16 where it is native, else fp32")
+
+
 def cpu_has_bf16() -> bool:
     """Native bf16 on this CPU (torch's own check; a torch without it says no)."""
     check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)

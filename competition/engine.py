@@ -229,7 +229,8 @@ def train_one_epoch(parts: TrainParts, source: BatchSource, seed: int, start_ste
     loss_sum = torch.zeros((), device=source.device)
     correct = torch.zeros((), dtype=torch.long, device=source.device)
     step, start = start_step, time.perf_counter()
-    for x, y in tqdm(source.epoch(seed, start_step // max(source.steps, 1)), total=source.steps, desc=desc, leave=False, disable=not progress,
+    batches = source.epoch(seed, start_step // max(source.steps, 1))  # the epoch's number, for alt_flip
+    for x, y in tqdm(batches, total=source.steps, desc=desc, leave=False, disable=not progress,
                      unit="batch"):
         x, targets = parts.mixup(x, y) if parts.mixup is not None else (x, y)
         with autocast_for(source.device, parts.precision):

@@ -16,8 +16,9 @@ Batch size and the rule that goes with it. `lr`, `warmup_epochs` and `ema_decay`
                 x B / base_batch for SGD (linear rule; Goyal et al. 2017)
   warm-up       the same factor as the lr: a larger step size gets a longer ramp (never past a quarter of the run)
   ema_decay     ** (B / base_batch): the same horizon in images, with B/base_batch times fewer updates
-Measured on CPU for bn_cnn, fold 0, 10 epochs (README, "batch size"): 61.44% at 128, 60.96% at 256 and
-60.16% at 512 under this rule: 1.3 points lost at 512 in so short a run (`--set batch_size=256` is the fallback).
+Measured on CPU for bn_cnn, fold 0, 10 epochs (docs/measurements.md, "batch size"): 61.44% at 128, 60.96% at
+256 and 60.16% at 512 under this rule: 1.3 points lost at 512 in so short a run (`--set batch_size=256` is the
+fallback).
 
 Override any knob from the command line with `--set key=value` (unknown keys are refused; an Optional
 knob also takes `none`):

@@ -37,7 +37,7 @@ import torch
 
 from competition import artifacts, download, ensemble, folds, paths, report
 from competition.blending import accuracy
-from competition.device import wants_cuda
+from competition.device import add_precision_arg, wants_cuda
 from competition.errors import SettingsError, run_command
 from models import default_archs
 
@@ -203,9 +203,7 @@ def _main(argv=None) -> int:
                    help="write each fold's state.pt at most this often (train_folds' default: 30)")
     p.add_argument("--compile", action="store_true", help="torch.compile each training model (see "
                    "scripts/compile_bench.py)")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="training precision (auto: bf16 on GPUs of compute capability >= 8.0, fp16 below, fp32 "
-                        "on the CPU)")
+    add_precision_arg(p)
     p.add_argument("--stop-at", type=float, default=0, metavar="UNIX_SECONDS",
                    help="training ends by then (`date +%%s`): running folds keep the epochs they have, jobs not "
                         "started are skipped; the ensemble and report use what finished")

@@ -52,7 +52,7 @@ from competition.artifacts import BEST, CONFIG, DONE, LOG, LOG_COLUMNS, OOF, STA
 from competition.atomic import LockedError, atomic_write_text
 from competition.augment import view_count
 from competition.data import load_dataset
-from competition.device import describe_precision, pick_device, pick_precision, tune_for
+from competition.device import add_precision_arg, describe_precision, pick_device, pick_precision, tune_for
 from competition.engine import BatchSource, build, create_model, evaluate, make_scheduler, train_one_epoch
 from competition.errors import SettingsError, run_command
 from competition.folds import load_folds
@@ -493,9 +493,7 @@ def parse_args(argv):
                    help="torch.compile the training model (scripts/compile_bench.py measures whether it pays)")
     p.add_argument("--no-estimate", action="store_true",
                    help="start training without first measuring speeds and printing the expected end")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="auto: bf16 autocast on GPUs of compute capability >= 8.0, fp16 with a GradScaler below "
-                        "(T4, P100, V100), fp32 on the CPU")
+    add_precision_arg(p)
     p.add_argument("--stop-at", type=float, default=0, metavar="UNIX_SECONDS",
                    help="hard end (seconds since the epoch, as `date +%%s` prints): running folds end with the "
                         "epochs they have, jobs not started are skipped; 0 = none")

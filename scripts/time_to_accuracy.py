@@ -40,8 +40,8 @@ class TimedRun(FoldRun):
         logits = infer(self.parts.judged, self.val_images, self.recipe.tta, device=self.device)
         log = self.progress.log
         self.curve.append({"member": self.job.member, "epoch": log[-1]["epoch"],
-                           "train_s": float(sum(row["seconds"] for row in log)),
-                           "val_acc": log[-1]["val_acc"], "val_acc_tta": float((logits.argmax(1) == self.val_labels).mean())})
+                           "train_s": float(sum(row["seconds"] for row in log)), "val_acc": log[-1]["val_acc"],
+                           "val_acc_tta": float((logits.argmax(1) == self.val_labels).mean())})
 
 
 def first_reaching(curve: pd.DataFrame, target: float) -> tuple[float | None, int | None]:

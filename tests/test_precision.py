@@ -84,11 +84,11 @@ def test_train_folds_records_and_prints_the_precision(tmp_path, capsys):
     assert "scaler" in state
 
 
-def test_the_ema_decay_is_timms_warm_up_for_the_whole_run_as_the_readme_says():
+def test_the_ema_decay_is_timms_warm_up_for_the_whole_run_as_docs_gpu_says():
     """ModelEmaV3's warm-up gives decay 1-(1+s)^(-2/3) at step s, capped by the recipe's (batch-scaled) decay.
     The cap is reached only after ~31,600 steps at 0.999 (batch 128) or ~3,950 at 0.996 (batch 512), while a
     40-epoch fold has ~7,200 or ~1,800: in every run here the decay is the warm-up's, so the batch rule's EMA
-    part changes nothing (the README says so)."""
+    part changes nothing (docs/gpu.md says so)."""
     for batch, steps in ((128, 7_200), (512, 1_800)):
         recipe = get_recipe("strong", "bn_cnn", {"batch_size": batch})
         parts = engine.build("bn_cnn", recipe, 180, torch.device("cpu"))

@@ -47,7 +47,9 @@ def test_seeds_refits_and_a_student_in_one_run(tmp_path, capsys):
     assert (paths.fold_dir("baseline_cnn.student", None) / "done.json").stat().st_mtime_ns == student
 
 
-def test_the_gpu_default_adds_the_48_px_resnet():
+def test_the_gpu_default_adds_the_48_px_resnet_and_air_fer_l_and_quick_trains_air_fer():
     assert run_all.architectures(None, "cpu") == ["baseline_cnn", "bn_cnn", "resnet_cbam"]
-    assert run_all.architectures(None, "cuda") == ["baseline_cnn", "bn_cnn", "resnet_cbam", "resnet_cbam48"]
+    assert sorted(run_all.architectures(None, "cuda")) == ["air_fer_l", "baseline_cnn", "bn_cnn", "resnet_cbam",
+                                                           "resnet_cbam48"]
+    assert run_all.architectures(None, "cpu", quick=True) == ["air_fer"]
     assert run_all.architectures("bn_cnn, vgg_fer", "cuda") == ["bn_cnn", "vgg_fer"]
