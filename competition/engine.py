@@ -5,7 +5,8 @@ Which device, and its autocast, is competition.device's (apart, so that infer ca
 The data stay one uint8 array (a tensor on the GPU when there is one); each batch is gathered by index,
 augmented (albumentations on the host or tensor ops on the device, see competition.augment), normalised
 and sent through the network in channels_last, under the autocast of competition.device.pick_precision (bf16
-on recent GPUs, fp16 with a GradScaler on older ones such as Kaggle's T4 and P100, fp32 on the CPU).
+on recent GPUs, fp16 with a GradScaler on older ones such as Kaggle's T4 and P100; on the CPU bf16 where it is
+native, else fp32).
 
 On CUDA the step loop never waits for the GPU (airbench): the epoch's shuffle order goes to the device once,
 loss and accuracy add up in device tensors that are read once at the end of the epoch, the optimizer is
