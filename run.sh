@@ -8,7 +8,7 @@
 #   ./run.sh report [...]                       reports/<name>/report.md
 #   ./run.sh bench [...]                        images/s: harness vs a plain PyTorch loop
 #   ./run.sh all [--quick] [--from PATH]        download, folds, three models, ensemble, report
-#   ./run.sh test [pytest args]                 the test suite
+#   ./run.sh test [pytest args]                 the test suite (installs requirements-ray.txt for the Ray tests)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -32,6 +32,14 @@ case "$cmd" in
   report)   exec "$PY" -m competition.report "$@" ;;
   bench)    exec "$PY" -m competition.bench "$@" ;;
   all)      exec "$PY" -m competition.run_all "$@" ;;
-  test)     exec "$PY" -m pytest -q "$@" tests ;;
+  test)  # Ray is optional for users, but the suite tests the Ray runner: installed here (seconds, from PyPI)
+    if [ ! -f "$VENV/.ray-installed" ] || [ requirements-ray.txt -nt "$VENV/.ray-installed" ]; then
+      if "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements-ray.txt; then
+        touch "$VENV/.ray-installed"
+      else
+        echo "warning: requirements-ray.txt did not install: the Ray runner's tests will skip" >&2
+      fi
+    fi
+    exec "$PY" -m pytest -q "$@" tests ;;
   *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
 esac

@@ -6,16 +6,16 @@
     ./run.sh all --device cuda          # the study's three + resnet_cbam48, 5 folds; 4 jobs share each GPU
     ./run.sh all --device cuda --seeds 0,1,2 --refit --distill bn_cnn   # more members, then one student
 
+    ./run.sh all --runner ray --address HEAD:6379  # the same jobs as Ray tasks on a cluster (docs/ray.md)
+
 Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
 finished epoch), so running the same command again after an interruption finishes the work without
-redoing it. Training jobs (model, fold) are spread over parallel processes, dealt by expected
-cost: two on a 2-core CPU, and --jobs-per-gpu (4) on each GPU, because one process at its batch leaves much of
-the GPU idle between steps and four side by side kept an H200 98-100% busy.
-The processes are started here (`launch`), not by torchrun: torchrun puts each worker in a session of its own,
-so killing the command's session (the GPU machine's time limit) left workers training and holding their fold
-locks. Ours stay in run_all's process group and session, and get SIGTERM when run_all dies (even by SIGKILL).
---stop-at (a wall-clock end, `date +%s`) is passed to every process; the ensemble and report then use what
-finished (see competition.train_folds).
+redoing it. Training is a job graph (competition.graph: folds, then each member's refit, the ensemble, the
+student), run by the local runner (competition.runner: worker processes in the graph's order; two on a 2-core
+CPU, one with a CPU budget, --jobs-per-gpu (4) on each GPU, because one process at its batch leaves much of the
+GPU idle between steps and four side by side kept an H200 98-100% busy; they die with run_all) or, with
+--runner ray, by Ray (competition.ray_runner). --stop-at (a wall-clock end, `date +%s`) reaches every job; the
+ensemble and report then use what finished (see competition.train_folds).
 
 More members: --seeds trains each architecture once per seed (a member each), --refit adds each
 member's refit on every Training row (mixed into its test logits by the ensemble's stated --refit-share rule),
@@ -25,17 +25,14 @@ while submissions/submission.csv stays the ensemble's.
 """
 import argparse
 import csv
-import ctypes
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from competition import artifacts, download, ensemble, folds, paths, report
+from competition import artifacts, download, folds, graph, paths, ray_runner, report, runner, train_folds
 from competition.blending import accuracy
 from competition.device import add_precision_arg, wants_cuda
 from competition.errors import SettingsError, run_command
@@ -80,61 +77,10 @@ def architectures(spec: str | None, device: str, quick: bool = False) -> list[st
     return list(default_archs("quick" if quick else "cuda" if wants_cuda(device) else "cpu"))
 
 
-def processes(device: str, jobs_per_gpu: int) -> int:
+def workers(device: str, jobs_per_gpu: int) -> int:
     if wants_cuda(device):
         return max(1, torch.cuda.device_count()) * jobs_per_gpu
     return min(2, os.cpu_count() or 1)
-
-
-def train(models: list[str], fold_list: str, recipe: str, device: str, nproc: int, extra: list[str]) -> int:
-    """train_folds on the folds (and refits) of the models, over nproc processes."""
-    args = ["-m", "competition.train_folds", "--model", ",".join(models), "--folds", fold_list,
-            "--recipe", recipe, "--device", device, *extra]
-    print(f"{nproc} x python " + " ".join(args), flush=True)
-    return launch(nproc, args)
-
-
-def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM when run_all dies, however it dies
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):
-        pass
-
-
-def launch(nproc: int, args: list[str], poll_s: float = 0.5) -> int:
-    """Run `python ARGS` as nproc processes with torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
-    LOCAL_WORLD_SIZE), in this process group; the first failure stops the others (a refit waiting for
-    another process's folds must not wait forever), and so does our own end (SIGTERM, Ctrl-C, an error)."""
-    env = os.environ | {"OMP_NUM_THREADS": "1", "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc)}
-    procs = [subprocess.Popen([sys.executable, *args], cwd=paths.REPO, preexec_fn=_die_with_parent,
-                              env=env | {"RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(nproc)]
-    previous = signal.signal(signal.SIGTERM, _exit_on_term)
-    try:
-        while (codes := [p.poll() for p in procs]) and None in codes and not any(codes):
-            time.sleep(poll_s)
-        failed = [c for c in codes if c]
-        return failed[0] if failed else 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        stop(procs)
-
-
-def _exit_on_term(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-def stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
-    """SIGTERM to those still running, then SIGKILL to any left after grace_s."""
-    alive = [p for p in procs if p.poll() is None]
-    for p in alive:
-        p.terminate()
-    end = time.monotonic() + grace_s
-    for p in alive:
-        try:
-            p.wait(max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def summary_table(members: list[str], wall_s: float, board_rows: int = 1, train_wall_s: float = 0.0,
@@ -192,8 +138,19 @@ def _main(argv=None) -> int:
                    help="augmentation path (default: tensor with --quick, else auto: tensor on CUDA, "
                         "albumentations on CPU)")
     p.add_argument("--nproc", type=int, default=0,
-                   help="training processes (default: 2 on CPU, --jobs-per-gpu for each GPU)")
-    p.add_argument("--jobs-per-gpu", type=int, default=JOBS_PER_GPU, help="processes sharing one GPU")
+                   help="local runner: worker processes (default: 2 on CPU, 1 with a CPU budget, --jobs-per-gpu "
+                        "for each GPU)")
+    p.add_argument("--jobs-per-gpu", type=int, default=JOBS_PER_GPU,
+                   help="jobs sharing one GPU (the local runner's workers per GPU; Ray: 1/N of a GPU per task)")
+    p.add_argument("--cpus-per-job", type=int, default=0,
+                   help="cores (torch threads) each training job holds (default: on CPU this machine's cores over "
+                        "the workers, on CUDA 1)")
+    p.add_argument("--runner", default="local", choices=["local", "ray"],
+                   help="local: worker processes on this machine (default); ray: Ray tasks on a cluster "
+                        "(pip install -r requirements-ray.txt; see docs/ray.md)")
+    p.add_argument("--address", default=None,
+                   help="with --runner ray: the cluster's address (ray start --head prints it; default: a "
+                        "Ray instance started on this machine for the run)")
     p.add_argument("--report", default=None, help="report folder name under reports/ (default: quick or full)")
     p.add_argument("--seeds", default="0", help="comma list of seeds: one member per architecture and seed")
     p.add_argument("--refit", action="store_true", help="also train each member on every Training row")
@@ -208,59 +165,62 @@ def _main(argv=None) -> int:
                    help="training ends by then (`date +%%s`): running folds keep the epochs they have, jobs not "
                         "started are skipped; the ensemble and report use what finished")
     args = p.parse_args(argv)
-    models = architectures(args.models, args.device, args.quick)
+    archs = architectures(args.models, args.device, args.quick)
     seeds = [int(s) for s in args.seeds.split(",")]
-    members = [artifacts.member_name(m, "", s) for s in seeds for m in models]
+    members = [artifacts.member_name(m, "", s) for s in seeds for m in archs]
     fold_list = args.folds or ("0" if args.quick else "all")
-    recipe = args.recipe or ("quick" if args.quick else "strong")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
-    # a CPU budget trains one process (2 cores); on CUDA several share each GPU, each with its share of the jobs
-    nproc = args.nproc or (1 if minutes and not wants_cuda(args.device) else processes(args.device, args.jobs_per_gpu))
+    cuda = wants_cuda(args.device)
+    # a CPU budget trains in one process (2 cores); on CUDA several share each GPU, each job with its share
+    size = args.nproc or (1 if minutes and not cuda else workers(args.device, args.jobs_per_gpu))
     start = time.perf_counter()
     step("data", get_data, args.source)
     step("folds", make_folds, args.k)
     if minutes and (args.refit or args.distill):
         raise SettingsError("--refit and --distill train on every Training row with the folds' epochs; they "
                             "need all folds, so they don't combine with --quick/--budget.")
-    aug = args.aug or ("tensor" if args.quick else "auto")
-    extra = ["--aug", aug] + (["--epochs", str(args.epochs)] if args.epochs else [])
-    extra += ["--checkpoint-every", str(args.checkpoint_every)] if args.checkpoint_every is not None else []
-    extra += ["--stop-at", str(args.stop_at)] if args.stop_at else []
-    extra += ["--precision", args.precision] if args.precision != "auto" else []
-    extra += ["--compile"] if args.compile else []
-
-    if minutes:
-        left = minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60
-        if left <= 0:
-            raise SettingsError(f"--budget {minutes:g} min is spent before training starts; give more minutes.")
-        extra += ["--budget", f"{left:.2f}"]
-    train_folds = fold_list + (",refit" if args.refit else "")
+    settings = train_settings(args, minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60
+                              if minutes else None)
+    folds, _ = train_folds.parse_folds(fold_list, artifacts.fold_count())
+    cpus = args.cpus_per_job or (1 if cuda else max(1, (os.cpu_count() or 1) // size))
+    shape = graph.Shape(size, 1 / args.jobs_per_gpu if cuda else 0.0, cpus, bool(minutes) and not cuda)
+    partial = fold_list != "all" or bool(args.stop_at)
+    nodes = graph.build(archs, seeds, folds, settings, shape, args.refit, args.distill, partial,
+                        "cuda" if cuda else "cpu")
     train_start, trained_since = time.perf_counter(), time.time()
-    step(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
-         args.device, nproc, extra + ["--seed", args.seeds])
+    print(f"\n=== {len(nodes)} jobs on the {args.runner} runner "
+          f"({'Ray at ' + (args.address or 'a local instance') if args.runner == 'ray' else f'{size} worker(s)'})",
+          flush=True)
+    if args.runner == "ray":
+        ray_runner.run_ray(nodes, args.address)
+    else:
+        runner.run_local(nodes, size, torch.cuda.device_count() if cuda else 0)
     train_wall_s = time.perf_counter() - train_start
-    partial = [] if fold_list == "all" and not args.stop_at else ["--allow-missing"]
     if args.stop_at:  # what finished by the deadline; a member with no finished fold is left out
         members = [m for m in members if artifacts.finished_folds(m, artifacts.fold_count())]
         if not members:
             print("\nno fold finished before --stop-at: no ensemble, no report")
             return 0
-    ensemble_args = ["--models", ",".join(members), "--weights", "oof" if len(members) > 1 else "equal",
-                     "--combiner", "auto" if len(members) > 1 else "average"]
-    step("ensemble", ensemble.main, ensemble_args + partial)
     if args.distill:
-        teacher = str(paths.submissions_dir() / artifacts.TEACHER)
-        step(f"distill the ensemble into one {args.distill}", train, [args.distill], "refit", recipe, args.device, 1,
-             extra + ["--seed", str(seeds[0]), "--teacher", teacher])
-        step("the student's submission", ensemble.main,
-             ["--models", artifacts.member_name(args.distill, "student", seeds[0]), "--keep-latest"])
-        members.append(artifacts.member_name(args.distill, "student", seeds[0]))
+        members.append(artifacts.member_name(args.distill, graph.STUDENT, seeds[0]))
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
-    step("report", report.main, ["--out", str(out), "--models", ",".join(members)] + partial)
-    print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, nproc,
+    step("report", report.main, ["--out", str(out), "--models", ",".join(members)] + (["--allow-missing"] if partial else []))
+    print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, size,
                                trained_since))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
     return 0
+
+
+def train_settings(args, minutes: float | None) -> train_folds.Settings:
+    """The training jobs' settings from run_all's flags; `minutes`: what is left for training (None: no budget)."""
+    if minutes is not None and minutes <= 0:
+        raise SettingsError(f"--budget {args.budget:g} min is spent before training starts; give more minutes.")
+    return train_folds.Settings(
+        recipe=args.recipe or ("quick" if args.quick else "strong"),
+        overrides=(("epochs", args.epochs),) if args.epochs else (), device=args.device,
+        aug=args.aug or ("tensor" if args.quick else "auto"),
+        checkpoint_every=30.0 if args.checkpoint_every is None else args.checkpoint_every,
+        budget=round(minutes, 2) if minutes else 0.0, stop_at=args.stop_at, precision=args.precision, compile=args.compile)
 
 
 def main(argv=None) -> int:

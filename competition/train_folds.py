@@ -7,24 +7,24 @@
     python -m competition.train_folds --model bn_cnn,baseline_cnn --folds 0 --budget 20   # epochs sized to 20 min
     python -m competition.train_folds --model bn_cnn --seed 0,1,2 --folds all,refit  # 3 members, each + a refit
     python -m competition.train_folds --model bn_cnn --teacher submissions/teacher.npz --folds refit  # a student
-    torchrun --nproc_per_node 4 -m competition.train_folds --model all    # (model, fold) jobs over 4 processes
 
 For each fold k: train on the other folds, validate on fold k after every epoch, keep the epoch with the best
 fold-validation accuracy (the only score used for choosing; test labels are never read here), then write the
 fold folder that competition.artifacts describes (config.json, log.csv, state.pt, best.pt, oof.npz, test.npz,
 done.json). Each seed is a member of its own (folds/bn_cnn.s1/...). `--folds refit` trains the member on every
 Training row with the same recipe and schedule, and stops at the median best epoch of its folds (rounded up):
-the epoch count is chosen on the folds, never on test labels; a refit waits for folds that another process
-is still training. `--teacher` trains a student (member <model>.student) against soft targets: the teacher's
+the epoch count is chosen on the folds, never on test labels; a refit whose folds are not all finished is
+refused, naming them. `--teacher` trains a student (member <model>.student) against soft targets: the teacher's
 OOF probabilities mixed with the labels (--teacher-weight); a student without folds of its own stops where
 its architecture's plain member was best. Killed at any moment and started again, a run resumes from its last
 checkpoint (state.pt, written at most every --checkpoint-every seconds and at the end). Every epoch's
 shuffling, augmentation and dropout are seeded from (seed, fold, epoch), so on CPU a resumed run ends with the
 same logits as an uninterrupted one.
 
-Processes share nothing: under torchrun each one takes its share of the jobs, dealt by expected cost (longest
-first, to the least loaded), with no process group and no barrier, so several processes can share one GPU.
-Each fold is locked while it trains: a second process on the same fold stops with exit 2 naming the holder.
+This command trains its jobs one after the other in one process (`train`, a function with typed arguments:
+`Settings`). Spreading jobs over processes, GPUs and machines, in the order their inputs allow, is the job
+graph's (competition.graph, run by competition.runner: local processes or Ray). Each fold is locked while it
+trains: a second process on the same fold stops with exit 2 naming the holder, so two runs can't mix.
 With --budget MINUTES, competition.budget measures each model's speed here, sizes its epochs to fit, prints
 the plan, and stops a fold at its deadline if the measurement was optimistic (done.json says so).
 --stop-at UNIX_SECONDS is a hard end that every process honours (the GPU check's window): a running fold
@@ -49,7 +49,7 @@ from tqdm import tqdm
 import models
 from competition import artifacts, budget
 from competition.artifacts import BEST, CONFIG, DONE, LOG, LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
-from competition.atomic import LockedError, atomic_write_text
+from competition.atomic import atomic_write_text
 from competition.augment import view_count
 from competition.data import load_dataset
 from competition.device import add_precision_arg, describe_precision, pick_device, pick_precision, tune_for
@@ -130,15 +130,15 @@ class FoldRun:
 
     def __init__(self, job: Job, data: Resident, fold_of_row, recipe: Recipe, device, aug, progress=False,
                  checkpoint_every=30.0, provenance=None, deadline=None, teacher: artifacts.Teacher | None = None,
-                 planned_folds: dict | None = None, stop_at: float | None = None, precision: str = "auto",
-                 max_epochs: int | None = None, compile_model: bool = False):
+                 stop_at: float | None = None, precision: str = "auto", max_epochs: int | None = None,
+                 compile_model: bool = False, node: str = ""):
         self.job, self.name, self.fold, self.recipe, self.seed, self.device = (job, job.model, job.fold, recipe,
                                                                               job.seed, device)
         self.files, self.data, self.show_progress = job.files, data, progress
         self.checkpoint_every, self.deadline, self.refit = checkpoint_every, deadline, job.fold is None
         self.stop_at = stop_at  # time.monotonic() of the run's hard end (--stop-at), or None
         self.precision = pick_precision(device, precision)
-        self.compile_model = compile_model
+        self.compile_model, self.node = compile_model, node or platform.node()  # node: where done.json says it ran
         self.max_epochs = max_epochs  # budget-sized: the most a replan may give (the recipe's epochs before sizing)
         self.k = int(fold_of_row.max()) + 1
         self.train_rows = np.flatnonzero(fold_of_row >= 0 if self.refit else fold_of_row != job.fold)
@@ -149,7 +149,7 @@ class FoldRun:
                                   recipe, device, aug)
         self.val_images = data.train_rows(self.val_rows)
         self.val_labels = data.train_labels[self.val_rows]
-        self.stop_after, self.teacher, self.planned_folds = recipe.epochs, teacher, planned_folds or {}
+        self.stop_after, self.teacher = recipe.epochs, teacher
         self.config = {"model": job.model, "fold": job.fold, "recipe": recipe.name, "seed": job.seed,
                        "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
                        "threads": torch.get_num_threads(), "precision": self.precision, "settings": asdict(recipe),
@@ -189,7 +189,11 @@ class FoldRun:
         source = self.job.member
         if not artifacts.FoldFiles(source, 0).dir.exists() and self.job.tag:
             source = artifacts.member_name(self.job.model, "", self.job.seed)
-        wait_for_folds(source, self.k, self.planned_folds.get(source, frozenset()), until=self.stop_at)
+        missing = [f for f in range(self.k) if not FoldFiles(source, f).is_done()]
+        if missing and self.stop_at is not None:  # cut or skipped at --stop-at: the refit waits for a rerun
+            raise PastStopAt(f"{self.files.what}: fold(s) {missing} of {source} not finished by --stop-at")
+        if missing:
+            artifacts.refit_epochs(source, self.k)  # raises, naming the folds to train first
         before = json.loads((FoldFiles(source, 0) / CONFIG).read_text()).get("settings") or {}
         now = self.config["settings"]
         if before != now:
@@ -306,7 +310,7 @@ class FoldRun:
                            logits_plain=run(self.data.test_images, 0))
         sample = np.sort(np.random.default_rng(self.seed_fold).permutation(len(self.train_rows))[:TRAIN_ACC_ROWS])
         train_logits = run(self.data.train_rows(self.train_rows[sample]), 0)
-        done |= {"refit": self.refit,
+        done |= {"refit": self.refit, "node": self.node,
                  "train_acc": float((train_logits.argmax(1) == self.data.train_labels[self.train_rows[sample]]).mean()),
                  "train_acc_rows": len(sample), "stopped_by_budget": p.stopped_by_budget,
                  "stopped_by_deadline": p.stopped_by_deadline,
@@ -319,34 +323,7 @@ class FoldRun:
 
 
 class PastStopAt(Exception):
-    """The run's --stop-at came before this job could start (or before the folds a refit waits for)."""
-
-
-def wait_for_folds(member: str, k: int, planned: frozenset = frozenset(), poll_s: float = 5.0,
-                   until: float | None = None) -> None:
-    """Until every fold of `member` is done, while the missing ones are being trained or are among this
-    launch's jobs (`planned`: dealt to another process, which the launcher stops with this one if it fails);
-    refused at once when a missing fold is neither; PastStopAt once time.monotonic() passes `until`."""
-    announced = False
-    while missing := [f for f in range(k) if not FoldFiles(member, f).is_done()]:
-        if any(f not in planned and not is_locked(FoldFiles(member, f)) for f in missing):
-            artifacts.refit_epochs(member, k)  # raises, naming the folds to train first (unless done meanwhile)
-        elif until is not None and time.monotonic() >= until:
-            raise PastStopAt(f"{member}: fold(s) {missing} not finished by --stop-at")
-        elif not announced:
-            print(f"{member} refit: waiting for fold(s) {missing}, trained by another process", flush=True)
-            announced = True
-        time.sleep(poll_s if until is None else max(0.0, min(poll_s, until - time.monotonic())))
-
-
-def is_locked(files: FoldFiles) -> bool:
-    if not files.dir.exists():
-        return False
-    try:
-        with files.lock():
-            return False
-    except LockedError:
-        return True
+    """The run's --stop-at came before this job could start (or before the folds a refit needs)."""
 
 
 def provenance_of(data, k: int) -> dict:
@@ -374,35 +351,23 @@ def parse_list(spec: str, what: str) -> list[int]:
         raise SettingsError(f"{what} {spec!r}: expected a comma list of whole numbers") from None
 
 
-def plan_jobs(names: list[str], fold_spec: str, k: int, seeds: list[int] = (0,), tag: str = "") -> list[Job]:
-    """Every (architecture, seed, fold) asked for, folds before refits; `fold_spec` is a comma list of fold
-    numbers, `all` and `refit`."""
-    parts = [p.strip() for p in fold_spec.split(",") if p.strip()]
+def parse_folds(spec: str, k: int) -> tuple[list[int], bool]:
+    """(the fold numbers, whether the refit too) of a comma list of fold numbers, `all` and `refit`."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
     folds = [f for p in parts if p != "refit" for f in (range(k) if p == "all" else parse_list(p, "--folds"))]
     bad = [f for f in folds if not 0 <= f < k]
     if bad:
         raise SettingsError(f"fold {bad} out of range: folds/folds.csv has folds 0..{k - 1}")
-    targets = list(dict.fromkeys(folds)) + ([None] if "refit" in parts else [])  # --folds 0,0 trains fold 0 once
-    if not targets:
-        raise SettingsError(f"--folds {fold_spec!r}: name fold numbers, all, or refit")
+    if not parts:
+        raise SettingsError(f"--folds {spec!r}: name fold numbers, all, or refit")
+    return list(dict.fromkeys(folds)), "refit" in parts  # --folds 0,0 trains fold 0 once
+
+
+def plan_jobs(names: list[str], fold_spec: str, k: int, seeds: list[int] = (0,), tag: str = "") -> list[Job]:
+    """Every (architecture, seed, fold) asked for, folds before refits."""
+    folds, refit = parse_folds(fold_spec, k)
+    targets = folds + ([None] if refit else [])
     return list(dict.fromkeys(Job(n, f, s, tag) for n in names for s in seeds for f in targets))
-
-
-def deal(jobs: list[Job], costs: dict, world: int) -> list[list[Job]]:
-    """Longest job first to the least loaded process (LPT): the processes end close together. Each process
-    trains its folds before its refits (a refit needs its member's folds)."""
-    shares, loads = [[] for _ in range(world)], [0.0] * world
-    for job in sorted(jobs, key=lambda j: -costs[j]):
-        least = loads.index(min(loads))
-        shares[least].append(job)
-        loads[least] += costs[job]
-    return [sorted(share, key=lambda j: j.fold is None) for share in shares]
-
-
-def job_costs(jobs: list[Job], recipes: dict[str, Recipe], device_type: str) -> dict:
-    rows = {None: 1.25}  # a refit trains on k/(k-1) as many rows (5 folds); a fold on 1
-    return {j: recipes[j.model].epochs * models.facts(j.model).image_cost[device_type] * rows.get(j.fold, 1.0)
-            for j in jobs}
 
 
 def fit_budget(minutes: float, mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row,
@@ -441,7 +406,7 @@ def measure_jobs(todo: list[Job], recipes: dict[str, Recipe], resident: Resident
     return counts, speeds, rows
 
 
-def print_estimate(rank: int, mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
+def print_estimate(mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
                    aug: str) -> None:
     """Without a budget: this process's plan at the recipe's epochs and its expected end, from speeds measured
     in its first seconds, before the first epoch (a newcomer learns that a run takes 10 hours before it has)."""
@@ -451,7 +416,7 @@ def print_estimate(rank: int, mine: list[Job], recipes: dict[str, Recipe], resid
     counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
     plans = budget.plan(float("inf"), counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
                         {n: r.epochs for n, r in recipes.items()})
-    print(f"rank {rank}: " + budget.describe(plans, None), flush=True)
+    print(budget.describe(plans, None), flush=True)
 
 
 def job_deadlines(mine: list[Job], todo: list[Job], by_name: dict, end: float) -> list[float | None]:
@@ -484,7 +449,7 @@ def parse_args(argv):
     p.add_argument("--teacher-weight", type=float, default=0.5,
                    help="soft target = w x teacher probabilities + (1 - w) x one-hot label")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads per process; 0 = the cores shared out among this machine's processes")
+                   help="CPU threads; 0 = every core of this machine (run_all gives each job its share)")
     p.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
                    help="write state.pt at most this often (and at the end); 0 = after every epoch")
     p.add_argument("--budget", type=float, default=0, metavar="MINUTES",
@@ -500,79 +465,86 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _main(argv=None) -> int:
-    args = parse_args(argv)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    overrides = parse_overrides(args.set) | ({"epochs": args.epochs} if args.epochs else {})
-    device = pick_device(args.device, int(os.environ.get("LOCAL_RANK", 0)))
+@dataclass(frozen=True)
+class Settings:
+    """What every training job of one call shares (train_folds' flags, or what competition.run_all sets): the
+    typed arguments of `train`, so a runner hands them to a worker process or a Ray task as they are."""
+    recipe: str = "strong"
+    overrides: tuple = ()  # (knob, value) pairs: --set, and --epochs as ("epochs", n)
+    device: str = "auto"
+    aug: str = "auto"
+    checkpoint_every: float = 30.0
+    budget: float = 0.0  # minutes for this call's jobs (0: the recipe's epochs)
+    stop_at: float = 0.0  # the run's hard end, time.time() seconds (0: none)
+    precision: str = "auto"
+    compile: bool = False
+    teacher: Path | None = None
+    teacher_weight: float = 0.5
+    threads: int = 0  # 0: every core of this machine
+    estimate: bool = True
+
+
+def train(jobs: list[Job], s: Settings, gpu: int = 0, node: str = "") -> list[dict]:
+    """Train `jobs` one after the other in this process (folds before the refits that need them), and return
+    their done.json records. `gpu`: which of this machine's GPUs (the runner's placement); `node`: the name
+    done.json records for where it ran (default: this host's)."""
+    device = pick_device(s.device, gpu)
     tune_for(device)
-    precision = pick_precision(device, args.precision)
-    if rank == 0:
-        print(describe_precision(device, precision), flush=True)
-    names = parse_models(args.model)
-    seeds = parse_list(args.seed, "--seed")
+    precision = pick_precision(device, s.precision)
+    print(describe_precision(device, precision), flush=True)
+    stop_at = time.monotonic() + (s.stop_at - time.time()) if s.stop_at else None
+    if stop_at is not None and time.monotonic() >= stop_at and not all(j.files.is_done() for j in jobs):
+        return skipped_at_stop([j for j in jobs if not j.files.is_done()])  # no data loaded for nothing
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
     k = artifacts.fold_count()
-    teacher = artifacts.load_teacher(args.teacher, args.teacher_weight) if args.teacher else None
-    tag = args.tag or ("student" if teacher else "")
-    jobs = plan_jobs(names, args.folds, k, seeds, tag)
-    recipes = {n: get_recipe(args.recipe, n, overrides, device.type) for n in names}
-    mine = deal(jobs, job_costs(jobs, recipes, device.type), world)[rank]
-    planned = {m: frozenset(j.fold for j in jobs if j.member == m and j.fold is not None)
-               for m in {j.member for j in jobs}}  # what a refit may wait for
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
+    teacher = artifacts.load_teacher(s.teacher, s.teacher_weight) if s.teacher else None
+    names = list(dict.fromkeys(j.model for j in jobs))
+    recipes = {n: get_recipe(s.recipe, n, dict(s.overrides), device.type) for n in names}
+    torch.set_num_threads(s.threads or os.cpu_count() or 1)
     provenance = provenance_of(data, k)
-    resident = Resident.place(data, device, args.aug)
-    deadlines, caps = [None] * len(mine), {n: r.epochs for n, r in recipes.items()}
-    if args.budget > 0:
-        recipes, deadlines = fit_budget(args.budget, mine, recipes, resident, fold_of_row, device, args.aug)
-    elif not args.no_estimate:
-        print_estimate(rank, [j for j in mine if j.fold is not None] or mine, recipes, resident, fold_of_row,
-                       device, args.aug)
-    start, skipped, ran, taken = time.perf_counter(), [], 0, []
-    stop_at = time.monotonic() + (args.stop_at - time.time()) if args.stop_at else None
-    deadline_of = dict(zip(mine, deadlines))
-    queue = work_order(mine, jobs) if world > 1 and args.budget <= 0 else list(mine)
-    while queue or taken:
-        job, waited = (queue.pop(0), False) if queue else (taken.pop(0), True)
-        if waited:  # mine, started by another process of this launch when it ran out of work
-            wait_unlocked(job.files, stop_at)
+    resident = Resident.place(data, device, s.aug)
+    deadlines, caps = [None] * len(jobs), {n: r.epochs for n, r in recipes.items()}
+    if s.budget > 0:
+        recipes, deadlines = fit_budget(s.budget, jobs, recipes, resident, fold_of_row, device, s.aug)
+    elif s.estimate:
+        print_estimate([j for j in jobs if j.fold is not None] or jobs, recipes, resident, fold_of_row, device, s.aug)
+    start, skipped, done = time.perf_counter(), [], []
+    for job, deadline in zip(jobs, deadlines):
         if stop_at is not None and time.monotonic() >= stop_at and not job.files.is_done():
-            skipped.append(job.files.what)
+            skipped.append(job)
             continue
         try:
-            FoldRun(job, resident, fold_of_row, recipes[job.model], device, args.aug, sys.stderr.isatty(),
-                    args.checkpoint_every, provenance, deadline_of.get(job), teacher, planned, stop_at,
-                    precision, caps[job.model] if args.budget > 0 else None, args.compile).run()
-            ran += 1
+            done.append(FoldRun(job, resident, fold_of_row, recipes[job.model], device, s.aug, sys.stderr.isatty(),
+                                s.checkpoint_every, provenance, deadline, teacher, stop_at, precision,
+                                caps[job.model] if s.budget > 0 else None, s.compile, node).run())
         except PastStopAt as err:
             print(f"{err}: skipped", flush=True)
-            skipped.append(job.files.what)
-        except LockedError:
-            if world == 1 or waited:
-                raise
-            if job in deadline_of:  # mine: checked again at the end; another's: its owner sees to it
-                taken.append(job)
-    print(f"rank {rank}: {ran} job(s) done or checked in {time.perf_counter() - start:.0f} s"
-          + (f"; skipped at --stop-at: {', '.join(dict.fromkeys(skipped))}" if skipped else ""), flush=True)
+            skipped.append(job)
+    print(f"{len(done)} job(s) done or checked in {time.perf_counter() - start:.0f} s", flush=True)
+    return done + skipped_at_stop(skipped)
+
+
+def skipped_at_stop(jobs: list[Job]) -> list:
+    if jobs:
+        print(f"skipped at --stop-at: {', '.join(j.files.what for j in jobs)}", flush=True)
+    return []
+
+
+def settings_of(args) -> Settings:
+    overrides = parse_overrides(args.set) | ({"epochs": args.epochs} if args.epochs else {})
+    return Settings(args.recipe, tuple(overrides.items()), args.device, args.aug, args.checkpoint_every,
+                    args.budget, args.stop_at, args.precision, args.compile, args.teacher, args.teacher_weight,
+                    args.threads, not args.no_estimate)
+
+
+def _main(argv=None) -> int:
+    args = parse_args(argv)
+    names = parse_models(args.model)
+    tag = args.tag or ("student" if args.teacher else "")
+    jobs = plan_jobs(names, args.folds, artifacts.fold_count(), parse_list(args.seed, "--seed"), tag)
+    train(jobs, settings_of(args))
     return 0
-
-
-def work_order(mine: list[Job], jobs: list[Job]) -> list[Job]:
-    """This process's jobs, then, when it has none left, the others' not yet started (no process idles while
-    there is work: the fold lock decides who trains a job, the other moves on); folds before refits, which
-    wait for folds."""
-    others = [j for j in jobs if j not in mine]
-    return ([j for j in mine if j.fold is not None] + [j for j in others if j.fold is not None]
-            + [j for j in mine if j.fold is None] + [j for j in others if j.fold is None])
-
-
-def wait_unlocked(files: FoldFiles, until: float | None, poll_s: float = 2.0) -> None:
-    """Until no process holds the fold's lock (or --stop-at passes)."""
-    while is_locked(files) and (until is None or time.monotonic() < until):
-        time.sleep(poll_s)
 
 
 def main(argv=None) -> int:

@@ -183,7 +183,7 @@ stop_leftovers() {  # training processes of an earlier call with this FER_WORKDI
   mine=$(sid_of $$)
   for dir in /proc/[0-9]*; do
     pid=${dir#/proc/}
-    [[ "$(tr '\0' ' ' < "$dir/cmdline" 2>/dev/null)" == *competition.@(train_folds|run_all)* ]] || continue
+    [[ "$(tr '\0' ' ' < "$dir/cmdline" 2>/dev/null)" == *competition.@(train_folds|run_all|runner)* ]] || continue
     [ "$(sid_of "$pid")" != "$mine" ] || continue
     tr '\0' '\n' < "$dir/environ" 2>/dev/null | grep -qx "FER_WORKDIR=$FER_WORKDIR" && found+=("$pid")
   done

@@ -16,7 +16,8 @@ import pytest
 import models
 from competition import bench, budget, run_all
 from competition.recipes import RECIPES, get_recipe
-from competition.train_folds import Job, job_costs
+from competition.graph import cost
+from competition.train_folds import Job
 from models import MODEL_NAMES, facts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,9 +52,9 @@ def test_recipe_departures_come_from_the_model_file(name):
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_job_costs_are_the_image_cost(name, device):
     recipe = get_recipe("strong", name)
-    costs = job_costs([Job(name, 0), Job(name, None)], {name: recipe}, device)
-    cost = facts(name).image_cost[device]
-    assert list(costs.values()) == [recipe.epochs * cost, recipe.epochs * cost * 1.25]  # a refit: 5/4 the rows
+    costs = [cost(Job(name, 0), recipe.epochs, device), cost(Job(name, None), recipe.epochs, device)]
+    per_image = facts(name).image_cost[device]
+    assert costs == [recipe.epochs * per_image, recipe.epochs * per_image * 1.25]  # a refit: 5/4 the rows
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -128,12 +128,6 @@ def test_a_budget_sized_fold_plans_again_from_its_own_epochs(prepared, capsys):
     assert state["progress"]["planned_epochs"] == 5
 
 
-def test_work_order_takes_others_jobs_after_its_own_and_refits_last():
-    jobs = [train_folds.Job("bn_cnn", f) for f in (0, 1, None)] + [train_folds.Job("baseline_cnn", 0)]
-    mine = [jobs[2], jobs[0]]
-    assert train_folds.work_order(mine, jobs) == [jobs[0], jobs[1], jobs[3], jobs[2]]
-
-
 def test_on_a_gpu_time_is_shared_by_cost_so_every_model_gets_the_same_fraction_of_its_epochs():
     caps = {"bn_cnn": 40, "baseline_cnn": 40, "resnet_cbam": 40}
     plans = budget.plan(20 * 60, {n: 1 for n in SPEEDS}, SPEEDS, ROWS, VIEWS, caps, by_cost=True)

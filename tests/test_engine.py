@@ -1,4 +1,4 @@
-"""The training step's parts: the batch-size rule, job dealing, no host sync in the step loop, any timm model,
+"""The training step's parts: the batch-size rule, the jobs asked for, no host sync in the step loop, any timm model,
 and a CUDA path that needs neither albumentations nor kaggle at import.
 
     .venv/bin/python -m pytest -q tests/test_engine.py
@@ -14,7 +14,7 @@ import torch
 from competition import engine
 from competition.errors import SettingsError
 from competition.recipes import get_recipe, scaled
-from competition.train_folds import Job, deal, job_costs, plan_jobs
+from competition.train_folds import Job, plan_jobs
 from tests.conftest import REPO
 
 
@@ -38,17 +38,8 @@ def test_batch_zero_means_by_device():
     assert get_recipe("study", "bn_cnn", device_type="cuda").batch_size == 128  # the study's own batch
 
 
-def test_jobs_are_dealt_longest_first_to_the_least_loaded():
-    jobs = plan_jobs(["baseline_cnn", "bn_cnn", "resnet_cbam", "resnet_cbam48"], "all", 5)
-    recipes = {n: get_recipe("strong", n) for n in {j.model for j in jobs}}
-    costs = job_costs(jobs, recipes, "cuda")
-    shares = deal(jobs, costs, 4)
-    assert sorted((j for s in shares for j in s), key=str) == sorted(jobs, key=str)  # every job once
-    loads = [sum(costs[j] for j in s) for s in shares]
-    assert max(loads) <= sum(loads) / 4 + max(costs.values())  # LPT's bound: within one job of the mean
-    round_robin = [sum(costs[j] for j in jobs[r::4]) for r in range(4)]
-    assert max(loads) < max(round_robin)  # better than dealing in order
-    assert plan_jobs(["bn_cnn"], "0,0,1", 3) == [Job("bn_cnn", 0), Job("bn_cnn", 1)]  # duplicates removed
+def test_duplicate_folds_are_one_job():
+    assert plan_jobs(["bn_cnn"], "0,0,1", 3) == [Job("bn_cnn", 0), Job("bn_cnn", 1)]
 
 
 def test_seeds_and_refits_are_jobs_of_their_own_members_and_refits_come_last():
@@ -56,10 +47,9 @@ def test_seeds_and_refits_are_jobs_of_their_own_members_and_refits_come_last():
     assert len(jobs) == 2 * 2 * 4 and jobs[3] == Job("bn_cnn", None, 0)  # folds first, then the refit
     assert {j.member for j in jobs} == {"bn_cnn", "bn_cnn.s2", "baseline_cnn", "baseline_cnn.s2"}
     assert Job("bn_cnn", None, 2, "student").files.dir.parts[-2:] == ("bn_cnn.student.s2", "refit")
-    recipes = {n: get_recipe("strong", n) for n in ("bn_cnn", "baseline_cnn")}
-    for share in deal(jobs, job_costs(jobs, recipes, "cpu"), 3):
-        folds = [j.fold is None for j in share]
-        assert folds == sorted(folds)  # each process trains its folds before its refits
+    for member in {j.member for j in jobs}:
+        refits = [j.fold is None for j in jobs if j.member == member]
+        assert refits == sorted(refits)  # its folds before its refit (train_folds trains them in this order)
     with pytest.raises(SettingsError, match="out of range"):
         plan_jobs(["bn_cnn"], "3", 3)
     with pytest.raises(SettingsError, match="--folds"):

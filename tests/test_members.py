@@ -1,7 +1,5 @@
 """More members for the ensemble: seeds, refits on every Training row, and a distilled student."""
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -45,19 +43,6 @@ def test_a_refit_needs_its_folds_finished_and_their_recipe(prepared, capsys):
                              "--set", "lr=0.01"]) == 2
     assert "(lr differ)" in capsys.readouterr().err  # the folds' recipe, or none
     assert not FoldFiles("baseline_cnn", None).is_done()
-
-
-def test_a_refit_waits_for_folds_this_launch_is_training_elsewhere(prepared, monkeypatch):
-    train("--folds", "0,1")
-    done_later = threading.Timer(0.3, lambda: train("--folds", "2"))
-    done_later.start()
-    started = time.monotonic()
-    train_folds.wait_for_folds("baseline_cnn", 3, planned=frozenset({2}), poll_s=0.1)
-    done_later.join()
-    assert FoldFiles("baseline_cnn", 2).is_done() and time.monotonic() - started >= 0.3
-    (FoldFiles("baseline_cnn", 2) / "done.json").unlink()
-    with pytest.raises(SettingsError, match=r"fold\(s\) \[2\]"):  # not planned, not locked: at once
-        train_folds.wait_for_folds("baseline_cnn", 3, planned=frozenset(), poll_s=10)
 
 
 def test_each_seed_is_a_member_of_its_own(prepared):
