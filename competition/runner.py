@@ -128,7 +128,7 @@ def die_with_parent() -> None:
         sys.exit(128 + signal.SIGTERM)
 
 
-def _worker() -> int:
+def _worker(argv=None) -> int:
     node, place = pickle.load(sys.stdin.buffer)
     node.run(place)
     return 0
