@@ -63,7 +63,7 @@ class Workers:
     def __init__(self, size: int, gpus: int):
         slots = itertools.count()
         self.slot = threading.local()
-        self.gpus, self.live, self.lock = gpus, set(), threading.Lock()
+        self.gpus, self.live, self.lock, self.closed = gpus, set(), threading.Lock(), False
         self.pool = ThreadPoolExecutor(max(1, size), "worker",
                                        initializer=lambda: setattr(self.slot, "index", next(slots)))
 
@@ -74,12 +74,14 @@ class Workers:
     def one(self, node: graph.Node) -> int:
         place = graph.Place(self.slot.index % self.gpus if self.gpus else 0, platform.node())
         env = os.environ | {"OMP_NUM_THREADS": str(node.cpus), "FER_RUNNER_PARENT": str(os.getpid())}
-        print(f"=== {node.key}: started (worker {self.slot.index})", flush=True)
         start = time.perf_counter()
         with self.lock:
+            if self.closed:  # the run is ending: start nothing more
+                return 128 + signal.SIGTERM
             proc = subprocess.Popen([sys.executable, "-m", "competition.runner"], cwd=paths.REPO, env=env,
                                     stdin=subprocess.PIPE)
             self.live.add(proc)
+        print(f"=== {node.key}: started (worker {self.slot.index}, pid {proc.pid})", flush=True)
         try:
             proc.stdin.write(pickle.dumps((node, place)))
             proc.stdin.close()
@@ -95,6 +97,7 @@ class Workers:
 
     def close(self) -> None:
         with self.lock:
+            self.closed = True
             stop(list(self.live))
         self.pool.shutdown(wait=True, cancel_futures=True)
 

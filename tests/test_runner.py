@@ -6,13 +6,13 @@ every member, the student after the ensemble), kept by the worker processes; a d
 import json
 import os
 import signal
-import time
 from dataclasses import replace
 
 import pytest
 
 from competition import graph, runner
 from competition.train_folds import Job, Settings
+from tests.fake_jobs import record
 
 SHAPE = graph.Shape(workers=2, cpus=1)
 
@@ -20,17 +20,6 @@ SHAPE = graph.Shape(workers=2, cpus=1)
 def full_graph(archs=("baseline_cnn", "bn_cnn"), seeds=(0, 1), folds=(0, 1, 2), **changes):
     kwargs = dict(refit=True, distill="baseline_cnn") | changes
     return graph.build(list(archs), list(seeds), list(folds), Settings(), SHAPE, **kwargs)
-
-
-def record(place, key, log, seconds, *needs):
-    """A stand-in for a node's call: its start and end on the log (one JSON line each), `seconds` apart."""
-    with open(log, "a") as f:
-        f.write(json.dumps({"key": key, "start": time.time(), "pid": os.getpid(), "gpu": place.gpu}) + "\n")
-    if seconds < 0:
-        os.kill(os.getpid(), signal.SIGKILL)  # a worker that dies
-    time.sleep(seconds)
-    with open(log, "a") as f:
-        f.write(json.dumps({"key": key, "end": time.time()}) + "\n")
 
 
 def recorded(nodes, log, seconds=0.2, dies=()):
