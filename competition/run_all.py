@@ -143,8 +143,8 @@ def _main(argv=None) -> int:
     p.add_argument("--jobs-per-gpu", type=int, default=JOBS_PER_GPU,
                    help="jobs sharing one GPU (the local runner's workers per GPU; Ray: 1/N of a GPU per task)")
     p.add_argument("--cpus-per-job", type=int, default=0,
-                   help="cores (torch threads) each training job holds (default: on CPU this machine's cores over "
-                        "the workers, on CUDA 1)")
+                   help="cores (torch threads) each training job holds; Ray's num_cpus per task (default: this "
+                        "machine's cores over the local runner's workers)")
     p.add_argument("--runner", default="local", choices=["local", "ray"],
                    help="local: worker processes on this machine (default); ray: Ray tasks on a cluster "
                         "(pip install -r requirements-ray.txt; see docs/ray.md)")
@@ -182,7 +182,7 @@ def _main(argv=None) -> int:
     settings = train_settings(args, minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60
                               if minutes else None)
     folds, _ = train_folds.parse_folds(fold_list, artifacts.fold_count())
-    cpus = args.cpus_per_job or (1 if cuda else max(1, (os.cpu_count() or 1) // size))
+    cpus = args.cpus_per_job or max(1, (os.cpu_count() or 1) // size)  # this machine's cores over the workers
     shape = graph.Shape(size, 1 / args.jobs_per_gpu if cuda else 0.0, cpus, bool(minutes) and not cuda)
     partial = fold_list != "all" or bool(args.stop_at)
     nodes = graph.build(archs, seeds, folds, settings, shape, args.refit, args.distill, partial,
@@ -204,7 +204,8 @@ def _main(argv=None) -> int:
     if args.distill:
         members.append(artifacts.member_name(args.distill, graph.STUDENT, seeds[0]))
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
-    step("report", report.main, ["--out", str(out), "--models", ",".join(members)] + (["--allow-missing"] if partial else []))
+    step("report", report.main, ["--out", str(out), "--models", ",".join(members)]
+         + (["--allow-missing"] if partial else []))
     print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, size,
                                trained_since))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
