@@ -75,10 +75,12 @@ def in_own_netns(test):
     return outside
 
 
-def run_all_ray(address: str, workdir: Path, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "competition.run_all", "--runner", "ray", "--address", address,
-                             *args], cwd=REPO, env=os.environ | {"FER_WORKDIR": str(workdir)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def run_all_ray(address: str, workdir: Path, log: Path, *args) -> subprocess.Popen:
+    """The driver, its output to `log` (a pipe left unread while the test watches would fill and stall it)."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "competition.run_all", "--runner", "ray", "--address",
+                                 address, *args], cwd=REPO, env=os.environ | {"FER_WORKDIR": str(workdir)},
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 def descends_from(pid: int, ancestor: int) -> bool:
@@ -118,13 +120,14 @@ def test_two_nodes_lose_one_mid_fold_and_end_as_the_local_runner(tmp_path):
     from ray.cluster_utils import Cluster
     started = time.monotonic()
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    driver = None
     try:
         worker = c.add_node(num_cpus=1)
         c.wait_for_nodes()
         print(f"two nodes up in {time.monotonic() - started:.1f} s at {c.address}")
         raylet = worker.all_processes["raylet"][0].process.pid
         workdir = tmp_path / "ray_work"
-        driver = run_all_ray(c.address, workdir, "--from", str(source), *RUN)
+        driver = run_all_ray(c.address, workdir, tmp_path / "driver.log", "--from", str(source), *RUN)
         lost = None
         end = time.monotonic() + 300
         while lost is None and driver.poll() is None and time.monotonic() < end:
@@ -134,10 +137,14 @@ def test_two_nodes_lose_one_mid_fold_and_end_as_the_local_runner(tmp_path):
         removed_at = time.monotonic()
         c.remove_node(worker, allow_graceful=False)
         c.add_node(num_cpus=1)  # one comes back; the lost task may run there or on the head
-        out, _ = driver.communicate(timeout=300)
+        driver.wait(timeout=300)
+        out = (tmp_path / "driver.log").read_text()
         print(out[-4000:])
         print(f"the run ended {time.monotonic() - removed_at:.1f} s after the node was removed")
     finally:
+        if driver is not None and driver.poll() is None:  # the test failed while it ran: leave nothing behind
+            driver.kill()
+            driver.wait()
         c.shutdown()
     assert driver.returncode == 0, out[-4000:]
     assert "resuming after epoch" in out
