@@ -39,7 +39,7 @@ from competition import artifacts, download, ensemble, folds, paths, report
 from competition.blending import accuracy
 from competition.device import add_precision_arg, wants_cuda
 from competition.errors import SettingsError, run_command
-from models import default_archs
+from models import default_archs, default_seeds
 
 QUICK_BUDGET = 30  # minutes: the newcomer's first run on a laptop-class CPU
 AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-minute run) and start-ups
@@ -195,7 +195,8 @@ def _main(argv=None) -> int:
                    help="training processes (default: 2 on CPU, --jobs-per-gpu for each GPU)")
     p.add_argument("--jobs-per-gpu", type=int, default=JOBS_PER_GPU, help="processes sharing one GPU")
     p.add_argument("--report", default=None, help="report folder name under reports/ (default: quick or full)")
-    p.add_argument("--seeds", default="0", help="comma list of seeds: one member per architecture and seed")
+    p.add_argument("--seeds", default=None, help="comma list of seeds: one member per architecture and seed "
+                                                 "(default: 0; with --quick 0,1,2: three air_fer members)")
     p.add_argument("--refit", action="store_true", help="also train each member on every Training row")
     p.add_argument("--distill", default=None, metavar="MODEL",
                    help="after the ensemble, train one MODEL student against its OOF probabilities")
@@ -209,7 +210,8 @@ def _main(argv=None) -> int:
                         "started are skipped; the ensemble and report use what finished")
     args = p.parse_args(argv)
     models = architectures(args.models, args.device, args.quick)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    run = "quick" if args.quick else "cuda" if wants_cuda(args.device) else "cpu"
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else default_seeds(models, run)
     members = [artifacts.member_name(m, "", s) for s in seeds for m in models]
     fold_list = args.folds or ("0" if args.quick else "all")
     recipe = args.recipe or ("quick" if args.quick else "strong")
@@ -237,7 +239,7 @@ def _main(argv=None) -> int:
     train_folds = fold_list + (",refit" if args.refit else "")
     train_start, trained_since = time.perf_counter(), time.time()
     step(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
-         args.device, nproc, extra + ["--seed", args.seeds])
+         args.device, nproc, extra + ["--seed", ",".join(map(str, seeds))])
     train_wall_s = time.perf_counter() - train_start
     partial = [] if fold_list == "all" and not args.stop_at else ["--allow-missing"]
     if args.stop_at:  # what finished by the deadline; a member with no finished fold is left out
