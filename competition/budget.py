@@ -25,12 +25,12 @@ import models
 from competition.engine import BatchSource, build, train_one_epoch
 from competition.infer import infer
 from competition.recipes import Recipe
+from competition.report_markdown import JUDGE_EPOCHS
 
 MEASURE_STEPS = 3  # timed training batches per model, after one warm-up batch
 EPOCH_OVERHEAD = 1.08  # whole epochs ran 8% slower than the timed batches predict (the 30-minute CPU run)
 LONG_S = 3600  # an estimate past this many seconds (without a budget) comes with a hint
 REPLAN_EPOCH = 2  # a budget-sized fold plans its epochs again from its own epoch time after this many epochs
-JUDGE_EPOCHS = 10  # fewer epochs than this: the report says the model was not trained long enough to judge
 
 
 @dataclass(frozen=True)

@@ -155,13 +155,13 @@ def summary_table(members: list[str], wall_s: float, board_rows: int = 1, train_
         if not runs:
             lines.append(f"{name:22s} {0:7d}   (nothing finished)")
             continue
-        ml = artifacts.load_model(name, allow_missing=True) if folds else None
+        ml = artifacts.load_member(name, allow_missing=True) if folds else None
         oof = f"{accuracy(ml.oof_logits, ml.oof_labels):7.4f}" if ml else f"{'n/a':>7s}"
-        speed = sum(d["images_per_s"] for d in runs) / len(runs)
-        images += sum(d["images_per_s"] * d["seconds"] for f, d in zip(files, runs)
-                      if (f / artifacts.DONE).stat().st_mtime >= trained_since)
+        speed = sum(d.images_per_s for d in runs) / len(runs)
+        images += sum(d.images_per_s * d.seconds for f, d in zip(files, runs)
+                      if f.finished_at() >= trained_since)
         lines.append(f"{name:22s} {str(len(folds)) + ('+refit' if refit else ''):>7s} "
-                     f"{sum(d['epochs_run'] for d in runs):6d} {speed:11.0f} {sum(d['seconds'] for d in runs):8.0f} {oof}")
+                     f"{sum(d.epochs_run for d in runs):6d} {speed:11.0f} {sum(d.seconds for d in runs):8.0f} {oof}")
     if train_wall_s > 0 and images:
         lines.append(f"training: {images:,.0f} images in {train_wall_s:.0f} s wall over {nproc} process(es): "
                      f"{images / train_wall_s:,.0f} img/s aggregate")
@@ -210,7 +210,7 @@ def _main(argv=None) -> int:
     args = p.parse_args(argv)
     models = architectures(args.models, args.device, args.quick)
     seeds = [int(s) for s in args.seeds.split(",")]
-    members = [artifacts.member_name(m, "", s) for s in seeds for m in models]
+    members = [artifacts.Member(m, s).name for s in seeds for m in models]
     fold_list = args.folds or ("0" if args.quick else "all")
     recipe = args.recipe or ("quick" if args.quick else "strong")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
@@ -237,7 +237,7 @@ def _main(argv=None) -> int:
     train_folds = fold_list + (",refit" if args.refit else "")
     train_start, trained_since = time.perf_counter(), time.time()
     step(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
-         args.device, nproc, extra + ["--seed", args.seeds])
+         args.device, nproc, extra + ["--seeds", args.seeds])
     train_wall_s = time.perf_counter() - train_start
     partial = [] if fold_list == "all" and not args.stop_at else ["--allow-missing"]
     if args.stop_at:  # what finished by the deadline; a member with no finished fold is left out
@@ -245,18 +245,18 @@ def _main(argv=None) -> int:
         if not members:
             print("\nno fold finished before --stop-at: no ensemble, no report")
             return 0
-    ensemble_args = ["--models", ",".join(members), "--weights", "oof" if len(members) > 1 else "equal",
+    ensemble_args = ["--members", ",".join(members), "--weights", "oof" if len(members) > 1 else "equal",
                      "--combiner", "auto" if len(members) > 1 else "average"]
     step("ensemble", ensemble.main, ensemble_args + partial)
     if args.distill:
         teacher = str(paths.submissions_dir() / artifacts.TEACHER)
         step(f"distill the ensemble into one {args.distill}", train, [args.distill], "refit", recipe, args.device, 1,
-             extra + ["--seed", str(seeds[0]), "--teacher", teacher])
-        step("the student's submission", ensemble.main,
-             ["--models", artifacts.member_name(args.distill, "student", seeds[0]), "--keep-latest"])
-        members.append(artifacts.member_name(args.distill, "student", seeds[0]))
+             extra + ["--seeds", str(seeds[0]), "--teacher", teacher])
+        student = artifacts.Member(args.distill, seeds[0], artifacts.STUDENT).name
+        step("the student's submission", ensemble.main, ["--members", student, "--keep-latest"])
+        members.append(student)
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
-    step("report", report.main, ["--out", str(out), "--models", ",".join(members)] + partial)
+    step("report", report.main, ["--out", str(out), "--members", ",".join(members)] + partial)
     print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, nproc,
                                trained_since))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")

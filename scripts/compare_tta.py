@@ -36,7 +36,7 @@ def oof_logits_by_level(name: str, folds: list[int] | None, device: torch.device
     """({level: OOF logits}, labels, saved OOF logits) over the rows of the model's finished folds (or `folds`)."""
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
-    saved = artifacts.load_model(name, allow_missing=True, fold_of_row=fold_of_row)  # checks rows vs folds.csv
+    saved = artifacts.load_member(name, allow_missing=True, fold_of_row=fold_of_row)  # checks rows vs folds.csv
     folds = saved.folds if folds is None else folds
     unfinished = sorted(set(folds) - set(saved.folds))
     if unfinished:
