@@ -27,7 +27,9 @@ records the same three and its members; load_teacher refuses one made from other
     from competition import artifacts
     k = artifacts.fold_count(); artifacts.finished_folds("bn_cnn", k); artifacts.load_member("bn_cnn")
 """
+import csv
 import hashlib
+import io
 import json
 import pickle
 import re
@@ -38,6 +40,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from competition import folds, paths
@@ -48,6 +51,8 @@ from competition.errors import SettingsError
 CONFIG, LOG, STATE, BEST = "config.json", "log.csv", "state.pt", "best.pt"
 TEACHER = "teacher.npz"  # submissions/teacher.npz: the last ensemble's OOF probabilities, a student's soft targets
 OOF, TEST, DONE, LOCK = "oof.npz", "test.npz", "done.json", "lock"
+LEADERBOARD, LATEST = "leaderboard.csv", "submission.csv"  # submissions/: every ensemble's row; the latest submission
+LEADERBOARD_COLUMNS = ("file", "models", "weights", "average", "oof", "public", "private", "time")
 LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
 PROVENANCE_KEYS = ("k", "folds_sha1", "data_sha1", "aug", "teacher")  # a fold belongs to a run only if these match
 _UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError)  # what a truncated npz or pt raises
@@ -181,8 +186,7 @@ def check_provenance(files: FoldFiles) -> None:
     """A finished fold or refit is read only if its config.json records the current dataset fingerprint,
     folds.csv hash and k: logits trained on other data or another split would leak the held-out rows'
     labels (a Training row fold 0 trained on may be held out now) or score the wrong rows."""
-    path = files / CONFIG
-    recorded = json.loads(path.read_text()) if path.exists() else {}
+    recorded = read_config(files)
     differ = stale_keys(recorded)
     if differ:
         named = ", ".join(PROVENANCE_WHAT[key] + (" (not recorded)" if key not in recorded else "") for key in differ)
@@ -220,6 +224,21 @@ def check_same_run(files: FoldFiles, config: dict) -> None:
               f"now {config.get('git_commit', '?')[:10]}; resuming with the same settings")
 
 
+def read_config(files: FoldFiles) -> dict:
+    """The fold's config.json ({} when it has none yet)."""
+    path = files / CONFIG
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_log(files: FoldFiles, rows: list[dict]) -> None:
+    """log.csv, one row per epoch (LOG_COLUMNS), rewritten whole after each epoch."""
+    atomic_write_text(files / LOG, pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(index=False))
+
+
+def read_log(files: FoldFiles) -> pd.DataFrame:
+    return pd.read_csv(files / LOG)
+
+
 def write_config_once(files: FoldFiles, config: dict) -> None:
     """config.json records the first start; a resume keeps it."""
     if not (files / CONFIG).exists() or not (files / STATE).exists():
@@ -240,6 +259,19 @@ def load_torch(path: Path, what: str) -> dict:
     except _UNREADABLE + (pickle.UnpicklingError,) as err:
         raise DataError(f"{path}: unreadable ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
                         f"Delete it to {what}.") from err
+
+
+def save_best(files: FoldFiles, arch: str, drop_rate: float | None, weights: dict, epoch: int, val_acc: float,
+              recipe: dict) -> None:
+    """best.pt, self-describing: the arch and its kwargs beside the best epoch's weights."""
+    save_torch({"model": arch, "drop_rate": drop_rate, "state_dict": weights, "epoch": epoch, "val_acc": val_acc,
+                "recipe": recipe}, files / BEST)
+
+
+def load_best(files: FoldFiles) -> dict:
+    """best.pt's dict (weights_only: a checkpoint from a shared folds/ cannot run code); engine.net_from_best
+    builds the net from it."""
+    return load_torch(files / BEST, "train this fold again")
 
 
 def save_npz(path: Path, **arrays) -> None:
@@ -401,6 +433,37 @@ def load_teacher(path: Path, weight: float) -> Teacher:
         raise DataError(f"{path}: probs must be (rows, classes) probabilities summing to 1. Write it again "
                         f"with python -m competition.ensemble.")
     return Teacher(path, teacher_sha1(path, z), z["rows"], probs, weight)
+
+
+# ---------------------------------------------------------------- submissions/
+
+def teacher_path() -> Path:
+    return paths.submissions_dir() / TEACHER
+
+
+def latest_submission() -> Path:
+    """submissions/submission.csv: the submission `./run.sh submit` sends by default."""
+    return paths.submissions_dir() / LATEST
+
+
+def append_leaderboard(row: dict) -> Path:
+    """Read, add a row, write atomically, under a lock: two ensembles at once both keep their rows."""
+    path = paths.submissions_dir() / LEADERBOARD
+    with file_lock(path.with_name(".leaderboard.lock")):
+        old = path.read_text() if path.exists() else ""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, LEADERBOARD_COLUMNS, lineterminator="\n")
+        if not old:
+            writer.writeheader()
+        writer.writerow(row)
+        atomic_write_text(path, old + buffer.getvalue())
+    return path
+
+
+def leaderboard_rows(last: int) -> list[dict]:
+    """The last `last` rows of submissions/leaderboard.csv, as written ([] when there is none)."""
+    path = paths.submissions_dir() / LEADERBOARD
+    return list(csv.DictReader(path.open()))[-last:] if path.exists() else []
 
 
 def available_members() -> list[str]:

@@ -31,8 +31,6 @@ atomically) and appends a row to submissions/leaderboard.csv: OOF accuracy, and 
 row says `stack` under average and n/a under weights.
 """
 import argparse
-import csv
-import io
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,8 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from competition import artifacts, paths
-from competition.artifacts import MemberLogits
-from competition.atomic import atomic_write_text, file_lock
+from competition.artifacts import LEADERBOARD_COLUMNS, MemberLogits  # noqa: F401 (the row's columns, for readers)
 from competition.blending import (AVERAGES, COMBINERS, REFIT_SHARE, accuracy, combine, common_oof, fit_weights,
                                   score, stack, with_refit)
 from competition.data import load_dataset
@@ -51,7 +48,6 @@ from scipy.special import softmax
 
 from competition.submission import format_submission, write_submission
 
-LEADERBOARD_COLUMNS = ("file", "models", "weights", "average", "oof", "public", "private", "time")
 
 
 def fmt(acc: float | None) -> str:
@@ -77,20 +73,6 @@ def table(models: list[MemberLogits], weights, scores: list[dict], ensemble: dic
         lines.append(f"{name:20s} {folds:>15s} {weight:>7s} {fmt(s['oof']):>7s} {fmt(s['public']):>7s} "
                      f"{fmt(s['private']):>7s}")
     return "\n".join(lines)
-
-
-def append_leaderboard(row: dict) -> Path:
-    """Read, add a row, write atomically, under a lock: two ensembles at once both keep their rows."""
-    path = paths.submissions_dir() / "leaderboard.csv"
-    with file_lock(path.with_name(".leaderboard.lock")):
-        old = path.read_text() if path.exists() else ""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, LEADERBOARD_COLUMNS, lineterminator="\n")
-        if not old:
-            writer.writeheader()
-        writer.writerow(row)
-        atomic_write_text(path, old + buffer.getvalue())
-    return path
 
 
 def new_submission_path(models: list[str], now: datetime) -> Path:
@@ -172,15 +154,15 @@ def run(names: list[str], weighting: str, average: str, allow_missing: bool, com
         print(table(models, weights, per_model, ensemble))
         labels = [member_label(m) for m in models]
         if not students:
-            artifacts.save_teacher(paths.submissions_dir() / artifacts.TEACHER, rows,
+            artifacts.save_teacher(artifacts.teacher_path(), rows,
                                    softmax(oof.astype(np.float64), axis=1), names)
     now = datetime.now(timezone.utc)
     path = new_submission_path(names, now)
     text = format_submission(test.argmax(1), data.example_submission)
-    latest_path = paths.submissions_dir() / "submission.csv"
+    latest_path = artifacts.latest_submission()
     write_submission(text, len(data.test_labels), path, *([latest_path] if latest else []))
     row = leaderboard_row(path.name, labels, weights, average, ensemble, now.isoformat(timespec="seconds"))
-    board = append_leaderboard(row)
+    board = artifacts.append_leaderboard(row)
     print(f"\nwrote {path}{f' and {latest_path}' if latest else ''} ({len(test)} rows); appended a row to {board}")
     return path
 

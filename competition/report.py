@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from matplotlib.figure import Figure  # no pyplot: figures are drawn by Agg straight to PNG, no display, no state
 from matplotlib.ticker import MaxNLocator
@@ -51,6 +50,7 @@ from models.fer import IMAGE_SIZE, IN_CHANS
 
 AVERAGE = "logits"  # how the ensemble combines models, as competition.ensemble's default
 MISTAKES = 16  # images in the confident-mistakes grid
+LEADERBOARD_ROWS = 10  # the last rows of the local leaderboard that the report shows
 OPTIMISTIC = "optimistic: its soft targets came from a teacher whose folds saw these labels"
 
 
@@ -106,8 +106,7 @@ def model_numbers(ml, data: FerData) -> dict:
 def run_cost(member: str, fold: int | None) -> tuple[float | None, str]:
     """(training-loop seconds from done.json, device type from config.json) of one finished fold or refit."""
     files = artifacts.FoldFiles(member, fold)
-    config = files / artifacts.CONFIG
-    device = json.loads(config.read_text()).get("device") if config.exists() else None
+    device = artifacts.read_config(files).get("device")
     return artifacts.read_done(files).seconds, str(device or "unknown").split(":")[0]
 
 
@@ -220,7 +219,7 @@ def teacher_runs(student: str, k: int) -> tuple[list[tuple[str, int]], str]:
     """(the fold runs of the ensemble a student learned from, what the row says of it), read from
     submissions/teacher.npz when that file is still its teacher (the sha1 in the student's config.json)."""
     sha1 = (artifacts.member_config(student, k).get("teacher") or {}).get("sha1")
-    path = paths.submissions_dir() / artifacts.TEACHER
+    path = artifacts.teacher_path()
     if not path.exists() or artifacts.teacher_sha1(path) != sha1:
         return [], f"its teacher's runs are not counted: {artifacts.TEACHER} is no longer its teacher"
     members = [str(m) for m in artifacts.read_npz(path)["members"]]
@@ -337,7 +336,7 @@ def plot_curves(model: str, folds: list[int], path: Path) -> None:
     fig = Figure(figsize=(10, 4))
     loss_ax, acc_ax = fig.subplots(1, 2)
     for i, fold in enumerate(folds):
-        log = pd.read_csv(artifacts.FoldFiles(model, fold) / artifacts.LOG)
+        log = artifacts.read_log(artifacts.FoldFiles(model, fold))
         for ax, key in ((loss_ax, "loss"), (acc_ax, "acc")):
             ax.plot(log["epoch"], log[f"train_{key}"], color=f"C{i}", label=f"fold {fold} train")
             ax.plot(log["epoch"], log[f"val_{key}"], color=f"C{i}", linestyle="--", label=f"fold {fold} val")
@@ -407,6 +406,7 @@ def build(folder: Path, names: list[str], allow_missing: bool = False) -> dict:
          "ladder": steps}
     source, oof, labels, rows = mistakes_source(loaded, complete, n["models"])
     n["mistakes"] = {"source": source, "images": confident_mistakes(oof, labels, rows)}
+    n["leaderboard"] = artifacts.leaderboard_rows(LEADERBOARD_ROWS)
     draw(folder, loaded, n, data.train_images)
     (folder / "report.json").write_text(json.dumps(n, indent=1) + "\n")  # the folder is what is atomic
     (folder / "report.md").write_text(render(n))

@@ -24,7 +24,6 @@ the ensemble; the student gets a dated submission and a leaderboard row of its o
 while submissions/submission.csv stays the ensemble's.
 """
 import argparse
-import csv
 import ctypes
 import os
 import signal
@@ -165,10 +164,8 @@ def summary_table(members: list[str], wall_s: float, board_rows: int = 1, train_
     if train_wall_s > 0 and images:
         lines.append(f"training: {images:,.0f} images in {train_wall_s:.0f} s wall over {nproc} process(es): "
                      f"{images / train_wall_s:,.0f} img/s aggregate")
-    board = paths.submissions_dir() / "leaderboard.csv"
-    if board.exists():
-        for row in list(csv.DictReader(board.open()))[-board_rows:]:
-            lines.append(f"submission {row['file']} ({row['models']}): OOF {row['oof']}, PublicTest {row['public']}")
+    for row in artifacts.leaderboard_rows(board_rows):
+        lines.append(f"submission {row['file']} ({row['models']}): OOF {row['oof']}, PublicTest {row['public']}")
     lines.append(f"total wall time: {wall_s:.0f} s ({wall_s / 60:.1f} min)")
     return "\n".join(lines)
 
@@ -249,7 +246,7 @@ def _main(argv=None) -> int:
                      "--combiner", "auto" if len(members) > 1 else "average"]
     step("ensemble", ensemble.main, ensemble_args + partial)
     if args.distill:
-        teacher = str(paths.submissions_dir() / artifacts.TEACHER)
+        teacher = str(artifacts.teacher_path())
         step(f"distill the ensemble into one {args.distill}", train, [args.distill], "refit", recipe, args.device, 1,
              extra + ["--seeds", str(seeds[0]), "--teacher", teacher])
         student = artifacts.Member(args.distill, seeds[0], artifacts.STUDENT).name

@@ -32,7 +32,6 @@ finishes with the epochs it has when one more would end past it (done.json: stop
 started by then is skipped and listed, and its fold folder is left as it was, to resume later.
 """
 import argparse
-import json
 import os
 import platform
 import sys
@@ -42,14 +41,13 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 import models
 from competition import artifacts, budget
-from competition.artifacts import BEST, CONFIG, DONE, LOG, LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
-from competition.atomic import LockedError, atomic_write_text
+from competition.artifacts import LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
+from competition.atomic import LockedError
 from competition.augment import view_count
 from competition.data import load_dataset
 from competition.device import add_precision_arg, describe_precision, pick_device, pick_precision, tune_for
@@ -164,7 +162,7 @@ class FoldRun:
         with self.files.lock():
             artifacts.check_same_run(self.files, self.config)
             if self.files.is_done():
-                print(f"{self.files.what}: finished earlier, skipped ({self.files / DONE})")
+                print(f"{self.files.what}: finished earlier, skipped ({self.files.dir})")
                 return artifacts.read_done(self.files)
             self.files.remove_stale_temps()
             artifacts.write_config_once(self.files, self.config)
@@ -191,7 +189,7 @@ class FoldRun:
         if not artifacts.FoldFiles(source, 0).dir.exists() and self.job.tag:
             source = artifacts.Member(self.job.arch, self.job.seed).name
         wait_for_folds(source, self.k, self.planned_folds.get(source, frozenset()), until=self.stop_at)
-        before = json.loads((FoldFiles(source, 0) / CONFIG).read_text()).get("settings") or {}
+        before = artifacts.read_config(FoldFiles(source, 0)).get("settings") or {}
         now = self.config["settings"]
         if before != now:
             differ = sorted(key for key in now if before.get(key) != now[key])
@@ -255,7 +253,7 @@ class FoldRun:
             p.finished = p.stopped_by_budget = True
             tqdm.write(f"{self.files.what}: stopped after epoch {epoch} of {r.epochs}: another would end "
                        f"past this fold's share of the --budget")
-        atomic_write_text(self.files / LOG, pd.DataFrame(p.log, columns=LOG_COLUMNS).to_csv(index=False))
+        artifacts.write_log(self.files, p.log)
         if p.finished or time.monotonic() - self.saved_at >= self.checkpoint_every:
             self.checkpoint()
         tqdm.write(f"{self.files.what} epoch {epoch}/{self.stop_after}: loss {stats.loss:.4f} "
@@ -285,17 +283,16 @@ class FoldRun:
                              self.files / STATE)
         self.saved_at = time.monotonic()
 
-    def finish(self) -> dict:
+    def finish(self) -> artifacts.Done:
         """Best weights -> best.pt, OOF (not for a refit) and test logits (plain and TTA), clean train accuracy,
         then done.json."""
         p = self.progress
-        model = create_model(self.arch, self.recipe.drop_rate)
-        model.load_state_dict(self.best_weights)
-        model = model.to(self.device, memory_format=torch.channels_last)
-        artifacts.save_torch({"model": self.arch, "drop_rate": self.recipe.drop_rate, "state_dict": self.best_weights,
-                              "epoch": p.best_epoch, "val_acc": p.best_acc, "recipe": asdict(self.recipe)},
-                             self.files / BEST)
-        run = lambda images, tta: infer(model, images, tta, device=self.device)  # noqa: E731
+        net = create_model(self.arch, self.recipe.drop_rate)
+        net.load_state_dict(self.best_weights)
+        net = net.to(self.device, memory_format=torch.channels_last)
+        artifacts.save_best(self.files, self.arch, self.recipe.drop_rate, self.best_weights, p.best_epoch, p.best_acc,
+                            asdict(self.recipe))
+        run = lambda images, tta: infer(net, images, tta, device=self.device)  # noqa: E731
         scores = {}
         if not self.refit:
             oof, oof_plain = run(self.val_images, self.recipe.tta), run(self.val_images, 0)
@@ -414,8 +411,8 @@ def fit_budget(minutes: float, mine: list[Job], recipes: dict[str, Recipe], resi
         raise SettingsError("--budget sizes fold runs only; train refits in a command of their own, "
                             "without --budget (they repeat their folds' recipe).")
     start = time.monotonic()
-    fixed = {j.arch: json.loads((j.files / CONFIG).read_text())["epochs"] for j in mine
-             if (j.files / CONFIG).exists()}  # a model keeps the epochs its first started fold got
+    fixed = {j.arch: artifacts.read_config(j.files)["epochs"] for j in mine
+             if artifacts.read_config(j.files)}  # an arch keeps the epochs its first started fold got
     todo = [j for j in mine if not j.files.is_done()]
     if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
         return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
