@@ -137,22 +137,22 @@ def run(names: list[str], weighting: str, average: str, allow_missing: bool, com
     k = artifacts.fold_count()
     if len(names) == 1 and not artifacts.finished_folds(names[0], k) and artifacts.FoldFiles(names[0], None).is_done():
         test, ensemble = refit_only(names[0], data)
-        weights, labels, average = None, names, "refit"
+        weights, shown, average = None, names, "refit"
     else:
         students = [n for n in names if artifacts.is_student(n, k)]
         models = load_members(names, students, allow_missing, fold_of_row, data, refit_share)
         weights = fit_weights(models, average) if weighting == "oof" else np.full(len(models), 1 / len(models))
-        rows, labels_oof, _ = common_oof(models)
+        rows, labels, _ = common_oof(models)
         oof, test = combine(models, weights, average)
-        oof, test, average = choose_combiner(models, combiner, oof, test, labels_oof, average)
+        oof, test, average = choose_combiner(models, combiner, oof, test, labels, average)
         weights = None if average == "stack" else weights
-        ensemble = score(oof, labels_oof, test, data)
+        ensemble = score(oof, labels, test, data)
         per_model = [score(m.oof_logits, m.oof_labels, m.test_logits, data) for m in models]
         how = ("stacked: logistic regression on the logits" if weights is None
                else f"{weighting} weights, averaging {average}")
         print(f"\n{how}; ensemble OOF over {len(rows)} Training rows\n")
         print(table(models, weights, per_model, ensemble))
-        labels = [member_label(m) for m in models]
+        shown = [member_label(m) for m in models]  # the leaderboard row's members
         if not students:
             artifacts.save_teacher(artifacts.teacher_path(), rows,
                                    softmax(oof.astype(np.float64), axis=1), names)
@@ -161,7 +161,7 @@ def run(names: list[str], weighting: str, average: str, allow_missing: bool, com
     text = format_submission(test.argmax(1), data.example_submission)
     latest_path = artifacts.latest_submission()
     write_submission(text, len(data.test_labels), path, *([latest_path] if latest else []))
-    row = leaderboard_row(path.name, labels, weights, average, ensemble, now.isoformat(timespec="seconds"))
+    row = leaderboard_row(path.name, shown, weights, average, ensemble, now.isoformat(timespec="seconds"))
     board = artifacts.append_leaderboard(row)
     print(f"\nwrote {path}{f' and {latest_path}' if latest else ''} ({len(test)} rows); appended a row to {board}")
     return path

@@ -69,7 +69,7 @@ def size_of(model_name: str) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
 
 
-def step(name: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, data: FerData,
+def ladder_row(name: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, data: FerData,
          runs: list[tuple[str, int | None]], note: str = "") -> dict:
     """One ladder row: OOF accuracy over `labels`' rows, PublicTest and PrivateTest accuracy (None: unknown),
     what its training cost (`runs`), and a note on its OOF figure where it is not a plain one."""
@@ -101,7 +101,7 @@ def model_numbers(ml, data: FerData) -> dict:
             "per_class": per_class(ml.oof_logits, ml.oof_labels)}
 
 
-# ---------------------------------------------------------------- what a step costs
+# ---------------------------------------------------------------- what a ladder row costs
 
 def run_cost(member: str, fold: int | None) -> tuple[float | None, str]:
     """(training-loop seconds from done.json, device type from config.json) of one finished fold or refit."""
@@ -142,11 +142,11 @@ def model_ladder(ml, data: FerData, fold_of_row: np.ndarray) -> list[dict]:
     in_first = fold_of_row[ml.oof_rows] == first
     first_test = artifacts.read_npz(artifacts.FoldFiles(ml.member, first) / artifacts.TEST)["logits_plain"]
     runs = member_runs(ml)
-    return [step(f"{ml.member}: one fold (fold {first})", ml.oof_logits_plain[in_first], ml.oof_labels[in_first],
+    return [ladder_row(f"{ml.member}: one fold (fold {first})", ml.oof_logits_plain[in_first], ml.oof_labels[in_first],
                  first_test, data, [(ml.member, first)]),
-            step(f"{ml.member}: {len(ml.folds)}-fold average", ml.oof_logits_plain, ml.oof_labels,
+            ladder_row(f"{ml.member}: {len(ml.folds)}-fold average", ml.oof_logits_plain, ml.oof_labels,
                  ml.test_logits_plain, data, runs),
-            step(f"{ml.member}: + TTA", ml.oof_logits, ml.oof_labels, ml.test_logits, data, runs)]
+            ladder_row(f"{ml.member}: + TTA", ml.oof_logits, ml.oof_labels, ml.test_logits, data, runs)]
 
 
 def seed_groups(loaded: dict, k: int) -> tuple[dict[str, list], list[str]]:
@@ -168,7 +168,7 @@ def blend_step(name: str, models: list, data: FerData, note: str = "") -> dict:
     """Equal-weight logit average of `models` as a ladder row, OOF on the rows they all predicted."""
     _, labels, _ = blending.common_oof(models)
     oof, test = blending.combine(models, np.full(len(models), 1 / len(models)), AVERAGE)
-    return {**step(name, oof, labels, test, data, group_runs(models), note), "models": [m.member for m in models]}
+    return {**ladder_row(name, oof, labels, test, data, group_runs(models), note), "models": [m.member for m in models]}
 
 
 def with_refit(ml):
@@ -206,11 +206,11 @@ def ensemble_ladder(complete: list, data: FerData) -> list[dict]:
     rows = []
     for label, weights in weightings.items():
         oof, test = blending.combine(complete, weights, AVERAGE)
-        rows.append({**step(f"ensemble, {label}", oof, labels, test, data, runs), "models": names,
+        rows.append({**ladder_row(f"ensemble, {label}", oof, labels, test, data, runs), "models": names,
                      "weights": weights.tolist(), **refits})
     if len(complete) > 1:
         oof, test = blending.stack(complete)
-        rows.append({**step("ensemble, stacked (logistic regression)", oof, labels, test, data, runs),
+        rows.append({**ladder_row("ensemble, stacked (logistic regression)", oof, labels, test, data, runs),
                      "models": names, "weights": None, **refits})
     return rows
 
@@ -235,12 +235,12 @@ def student_row(name: str, k: int, fold_of_row: np.ndarray, data: FerData) -> di
         artifacts.check_against(ml, data)
         refit = f" + refit (share {share_text(ml.refit_share)})" if ml.refit_share else ""
         label = f"distilled student {name}{refit}"
-        row = step(label, ml.oof_logits, ml.oof_labels, ml.test_logits, data, member_runs(ml) + teacher, OPTIMISTIC)
+        row = ladder_row(label, ml.oof_logits, ml.oof_labels, ml.test_logits, data, member_runs(ml) + teacher, OPTIMISTIC)
         return {**row, "teacher": said}
     test = artifacts.refit_test_logits(name, len(data.test_labels))
     if test is None:
         return None
-    row = step(f"distilled student {name}", test[:0], np.zeros(0, np.int64), test, data, [(name, None)] + teacher,
+    row = ladder_row(f"distilled student {name}", test[:0], np.zeros(0, np.int64), test, data, [(name, None)] + teacher,
                "refit only")
     return {**row, "teacher": said}
 

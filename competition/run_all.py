@@ -6,7 +6,7 @@
     ./run.sh all --device cuda          # the study's three + resnet_cbam48, 5 folds; 4 jobs share each GPU
     ./run.sh all --device cuda --seeds 0,1,2 --refit --distill bn_cnn   # more members, then one student
 
-Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
+Every stage skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
 finished epoch), so running the same command again after an interruption finishes the work without
 redoing it. Training jobs (model, fold) are spread over parallel processes, dealt by expected
 cost: two on a 2-core CPU, and --jobs-per-gpu (4) on each GPU, because one process at its batch leaves much of
@@ -45,7 +45,7 @@ AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-mi
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
 
 
-def step(title: str, fn, *args) -> None:
+def stage(title: str, fn, *args) -> None:
     print(f"\n=== {title}", flush=True)
     start = time.perf_counter()
     code = fn(*args)
@@ -140,7 +140,7 @@ def summary_table(members: list[str], wall_s: float, board_rows: int = 1, train_
                   nproc: int = 1, trained_since: float = float("inf")) -> str:
     """One table: per member its finished folds (+refit), epochs, img/s of one process, training seconds and
     OOF accuracy (TTA, over its finished folds); then the aggregate img/s (every image trained, over the
-    training step's wall time, counting the runs finished since `trained_since` (time.time()): with several
+    training stage's wall time, counting the runs finished since `trained_since` (time.time()): with several
     processes sharing a GPU, the figure to set beside the bench's),
     and the ensemble's (and student's) OOF and PublicTest from the last `board_rows` leaderboard rows."""
     k = artifacts.fold_count()
@@ -214,8 +214,8 @@ def _main(argv=None) -> int:
     # a CPU budget trains one process (2 cores); on CUDA several share each GPU, each with its share of the jobs
     nproc = args.nproc or (1 if minutes and not wants_cuda(args.device) else processes(args.device, args.jobs_per_gpu))
     start = time.perf_counter()
-    step("data", get_data, args.source)
-    step("folds", make_folds, args.k)
+    stage("data", get_data, args.source)
+    stage("folds", make_folds, args.k)
     if minutes and (args.refit or args.distill):
         raise SettingsError("--refit and --distill train on every Training row with the folds' epochs; they "
                             "need all folds, so they don't combine with --quick/--budget.")
@@ -233,7 +233,7 @@ def _main(argv=None) -> int:
         extra += ["--budget", f"{left:.2f}"]
     train_folds = fold_list + (",refit" if args.refit else "")
     train_start, trained_since = time.perf_counter(), time.time()
-    step(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
+    stage(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
          args.device, nproc, extra + ["--seeds", args.seeds])
     train_wall_s = time.perf_counter() - train_start
     partial = [] if fold_list == "all" and not args.stop_at else ["--allow-missing"]
@@ -244,16 +244,16 @@ def _main(argv=None) -> int:
             return 0
     ensemble_args = ["--members", ",".join(members), "--weights", "oof" if len(members) > 1 else "equal",
                      "--combiner", "auto" if len(members) > 1 else "average"]
-    step("ensemble", ensemble.main, ensemble_args + partial)
+    stage("ensemble", ensemble.main, ensemble_args + partial)
     if args.distill:
         teacher = str(artifacts.teacher_path())
-        step(f"distill the ensemble into one {args.distill}", train, [args.distill], "refit", recipe, args.device, 1,
+        stage(f"distill the ensemble into one {args.distill}", train, [args.distill], "refit", recipe, args.device, 1,
              extra + ["--seeds", str(seeds[0]), "--teacher", teacher])
         student = artifacts.Member(args.distill, seeds[0], artifacts.STUDENT).name
-        step("the student's submission", ensemble.main, ["--members", student, "--keep-latest"])
+        stage("the student's submission", ensemble.main, ["--members", student, "--keep-latest"])
         members.append(student)
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
-    step("report", report.main, ["--out", str(out), "--members", ",".join(members)] + partial)
+    stage("report", report.main, ["--out", str(out), "--members", ",".join(members)] + partial)
     print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, nproc,
                                trained_since))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
