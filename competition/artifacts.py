@@ -206,6 +206,13 @@ def git_commit() -> str:
 
 # ---------------------------------------------------------------- provenance
 
+def settings_differ(before: dict, now: dict) -> list[str]:
+    """The recipe knobs (config.json's "settings") on which two fold configs differ, sorted: the one answer to
+    "were these trained with the same settings?" (a resume, a refit of its folds)."""
+    recorded = before.get("settings") or {}
+    return sorted(key for key in now["settings"] if recorded.get(key) != now["settings"][key])
+
+
 def check_same_run(files: FoldFiles, config: dict) -> None:
     """A fold resumes, or counts as done, only with the settings, seed, split and data it started with.
     The commit may differ (a code update resumes), and is then only noted."""
@@ -213,8 +220,8 @@ def check_same_run(files: FoldFiles, config: dict) -> None:
     if not path.exists() or not ((files / STATE).exists() or files.is_done()):
         return
     before = json.loads(path.read_text())
-    differ = sorted(key for key in config["settings"] if before.get("settings", {}).get(key) != config["settings"][key])
-    differ += [key for key in ("seed", *PROVENANCE_KEYS) if before.get(key) != config.get(key)]
+    differ = settings_differ(before, config) + [key for key in ("seed", *PROVENANCE_KEYS)
+                                                if before.get(key) != config.get(key)]
     if differ:
         named = ", ".join(PROVENANCE_WHAT.get(key, key) for key in differ)
         raise SettingsError(f"{files.dir} was started with other settings or data ({named} differ). Run again "

@@ -189,10 +189,8 @@ class FoldRun:
         if not artifacts.FoldFiles(source, 0).dir.exists() and self.job.tag:
             source = artifacts.Member(self.job.arch, self.job.seed).name
         wait_for_folds(source, self.k, self.planned_folds.get(source, frozenset()), until=self.stop_at)
-        before = artifacts.read_config(FoldFiles(source, 0)).get("settings") or {}
-        now = self.config["settings"]
-        if before != now:
-            differ = sorted(key for key in now if before.get(key) != now[key])
+        differ = artifacts.settings_differ(artifacts.read_config(FoldFiles(source, 0)), self.config)
+        if differ:
             raise SettingsError(f"{self.files.what}: its folds ({source}) were trained with other settings "
                                 f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
                                 f"--recipe/--set/--epochs as for the folds.")
