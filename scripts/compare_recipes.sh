@@ -17,7 +17,7 @@
 #   EPOCHS    epochs per setting (default 10)
 #   SETTINGS  names of the settings to run, in order (default: all below, most informative first)
 #   THREADS   torch threads on CPU (default 1)
-#   EXTRA     more arguments for competition.train_folds, e.g. "--device cuda" or "--seed 1"
+#   EXTRA     more arguments for competition.train_folds, e.g. "--device cuda" or "--seeds 1"
 #   PY        the Python to use (default: the repository's .venv)
 # Resumable: a finished setting (its done.json) is skipped, and an interrupted one resumes from its last
 # checkpoint (competition.train_folds). A changed EPOCHS or EXTRA needs a new ROOT: train_folds refuses to
