@@ -36,7 +36,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -48,7 +48,6 @@ import models
 from competition import artifacts, budget
 from competition.artifacts import LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
 from competition.atomic import LockedError
-from competition.augment import view_count
 from competition.data import load_dataset
 from competition.device import add_precision_arg, describe_precision, pick_device, pick_precision, tune_for
 from competition.engine import BatchSource, build, create_model, evaluate, make_scheduler, train_one_epoch
@@ -56,9 +55,6 @@ from competition.errors import OldSpelling, SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
 from competition.recipes import RECIPES, Recipe, get_recipe, parse_overrides, scaled
-
-TRAIN_ACC_ROWS = 4096  # "clean train accuracy" on a fixed sample of the fold's training rows: it says the same
-# as all ~23,000 of them (a standard error under 0.8 points at 65%) for about a sixth of the inference
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -300,7 +296,7 @@ class FoldRun:
                       "val_acc_plain": float((oof_plain.argmax(1) == self.val_labels).mean())}
         artifacts.save_npz(self.files / TEST, logits=run(self.data.test_images, self.recipe.tta),
                            logits_plain=run(self.data.test_images, 0))
-        sample = np.sort(np.random.default_rng(self.seed_fold).permutation(len(self.train_rows))[:TRAIN_ACC_ROWS])
+        sample = np.sort(np.random.default_rng(self.seed_fold).permutation(len(self.train_rows))[:budget.TRAIN_ACC_ROWS])
         train_logits = run(self.data.train_rows(self.train_rows[sample]), 0)
         done = artifacts.Done(
             best_epoch=p.best_epoch, epochs_run=p.epoch, refit=self.refit, **scores,
@@ -401,64 +397,6 @@ def job_costs(jobs: list[Job], recipes: dict[str, Recipe], device_type: str) -> 
             for j in jobs}
 
 
-def fit_budget(minutes: float, mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row,
-               device, aug: str) -> tuple[dict[str, Recipe], list[float | None]]:
-    """Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
-    jobs cost nothing, and a started fold keeps the epochs it started with."""
-    if any(j.fold is None for j in mine):
-        raise SettingsError("--budget sizes fold runs only; train refits in a command of their own, "
-                            "without --budget (they repeat their folds' recipe).")
-    start = time.monotonic()
-    fixed = {j.arch: artifacts.read_config(j.files)["epochs"] for j in mine
-             if artifacts.read_config(j.files)}  # an arch keeps the epochs its first started fold got
-    todo = [j for j in mine if not j.files.is_done()]
-    if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
-        return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
-    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
-    left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
-    plans = budget.plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
-                        {n: r.epochs for n, r in recipes.items()}, fixed, by_cost=device.type == "cuda")
-    print(budget.describe(plans, left_s), flush=True)
-    by_name = {p.model: p for p in plans}
-    recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
-    return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
-
-
-def measure_jobs(todo: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
-                 aug: str) -> tuple[dict, dict, dict]:
-    """(folds per model, budget.Speed per model measured here in a few batches, one fold's row counts)."""
-    counts = {j.arch: sum(1 for t in todo if t.arch == j.arch) for j in todo}
-    sample = np.arange(min(len(fold_of_row), 4 * 512))
-    speeds = {n: budget.measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
-              for n in counts}
-    val = int(np.bincount(fold_of_row).max())
-    rows = {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
-            "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
-    return counts, speeds, rows
-
-
-def print_estimate(rank: int, mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
-                   aug: str) -> None:
-    """Without a budget: this process's plan at the recipe's epochs and its expected end, from speeds measured
-    in its first seconds, before the first epoch (a newcomer learns that a run takes 10 hours before it has)."""
-    todo = [j for j in mine if not j.files.is_done()]
-    if not todo:
-        return
-    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
-    plans = budget.plan(float("inf"), counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
-                        {n: r.epochs for n, r in recipes.items()})
-    print(f"rank {rank}: " + budget.describe(plans, None), flush=True)
-
-
-def job_deadlines(mine: list[Job], todo: list[Job], by_name: dict, end: float) -> list[float | None]:
-    """When each job must stop training: the budget's end less the planned cost of the jobs after it and its
-    own final inference. A job may so use what an earlier one saved, and is cut only when the whole budget
-    is at risk (the 30-minute run showed per-job deadlines cutting epochs with minutes left over)."""
-    cost = [by_name[j.arch].seconds / by_name[j.arch].folds if j in todo else 0.0 for j in mine]
-    return [end - sum(cost[i + 1:]) - by_name[j.arch].finish_s if j in todo else None
-            for i, j in enumerate(mine)]
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True,
@@ -524,9 +462,9 @@ def _main(argv=None) -> int:
     resident = Resident.place(data, device, args.aug)
     deadlines, caps = [None] * len(mine), {n: r.epochs for n, r in recipes.items()}
     if args.budget > 0:
-        recipes, deadlines = fit_budget(args.budget, mine, recipes, resident, fold_of_row, device, args.aug)
+        recipes, deadlines = budget.fit_budget(args.budget, mine, recipes, resident, fold_of_row, device, args.aug)
     elif not args.no_estimate:
-        print_estimate(rank, [j for j in mine if j.fold is not None] or mine, recipes, resident, fold_of_row,
+        budget.print_estimate(rank, [j for j in mine if j.fold is not None] or mine, recipes, resident, fold_of_row,
                        device, args.aug)
     start, skipped, ran, taken = time.perf_counter(), [], 0, []
     stop_at = time.monotonic() + (args.stop_at - time.time()) if args.stop_at else None

@@ -92,10 +92,10 @@ def _inputs():
 def test_a_job_may_use_what_an_earlier_one_saved():
     plans = {p.model: p for p in budget.plan(20 * 60, {"bn_cnn": 1, "baseline_cnn": 1}, SPEEDS, ROWS, VIEWS, CAP)}
     mine = [train_folds.Job("bn_cnn", 0), train_folds.Job("baseline_cnn", 0)]
-    ends = train_folds.job_deadlines(mine, mine, plans, end=1000.0)
+    ends = budget.job_deadlines(mine, mine, plans, end=1000.0)
     assert ends[1] == pytest.approx(1000.0 - plans["baseline_cnn"].finish_s)  # the last job: the budget's end
     assert ends[0] == pytest.approx(1000.0 - plans["baseline_cnn"].seconds - plans["bn_cnn"].finish_s)
-    assert train_folds.job_deadlines(mine, mine[1:], plans, end=1000.0)[0] is None  # a finished job: none
+    assert budget.job_deadlines(mine, mine[1:], plans, end=1000.0)[0] is None  # a finished job: none
 
 
 def test_stop_at_cuts_a_running_fold_and_says_so(prepared):
