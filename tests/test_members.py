@@ -75,6 +75,12 @@ def test_the_old_seed_flag_still_sets_the_seeds_with_a_note(capsys):
     assert train_folds.parse_args(["--model", "bn_cnn"]).seeds == "0"
 
 
+def test_the_old_models_flag_still_names_the_members_with_a_note(capsys):
+    assert ensemble.main(["--models", "bn_cnn"]) == 2  # parsed as --members; then no dataset in this work folder
+    err = capsys.readouterr().err
+    assert "--models is now --members" in err and "error:" in err
+
+
 def test_each_seed_is_a_member_of_its_own(prepared):
     train("--folds", "0", "--seeds", "0,1")
     zero, one = (np.load(FoldFiles(m, 0) / "test.npz")["logits"] for m in ("baseline_cnn", "baseline_cnn.s1"))
