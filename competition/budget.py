@@ -140,7 +140,7 @@ def deadline_passed(deadline: float | None, epoch_s: float) -> bool:
 
 def fit_budget(minutes: float, mine: list, recipes: dict[str, Recipe], resident, fold_of_row,
                device, aug: str) -> tuple[dict[str, Recipe], list[float | None]]:
-    """(train_folds.Job list, train_folds.Resident) Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
+    """Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
     jobs cost nothing, and a started fold keeps the epochs it started with."""
     if any(j.fold is None for j in mine):
         raise SettingsError("--budget sizes fold runs only; train refits in a command of their own, "

@@ -235,7 +235,8 @@ def student_row(name: str, k: int, fold_of_row: np.ndarray, data: FerData) -> di
         artifacts.check_against(ml, data)
         refit = f" + refit (share {share_text(ml.refit_share)})" if ml.refit_share else ""
         label = f"distilled student {name}{refit}"
-        row = ladder_row(label, ml.oof_logits, ml.oof_labels, ml.test_logits, data, member_runs(ml) + teacher, OPTIMISTIC)
+        row = ladder_row(label, ml.oof_logits, ml.oof_labels, ml.test_logits, data, member_runs(ml) + teacher,
+                         OPTIMISTIC)
         return {**row, "teacher": said}
     test = artifacts.refit_test_logits(name, len(data.test_labels))
     if test is None:

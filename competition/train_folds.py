@@ -296,7 +296,8 @@ class FoldRun:
                       "val_acc_plain": float((oof_plain.argmax(1) == self.val_labels).mean())}
         artifacts.save_npz(self.files / TEST, logits=run(self.data.test_images, self.recipe.tta),
                            logits_plain=run(self.data.test_images, 0))
-        sample = np.sort(np.random.default_rng(self.seed_fold).permutation(len(self.train_rows))[:budget.TRAIN_ACC_ROWS])
+        order = np.random.default_rng(self.seed_fold).permutation(len(self.train_rows))
+        sample = np.sort(order[:budget.TRAIN_ACC_ROWS])
         train_logits = run(self.data.train_rows(self.train_rows[sample]), 0)
         done = artifacts.Done(
             best_epoch=p.best_epoch, epochs_run=p.epoch, refit=self.refit, **scores,

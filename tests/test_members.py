@@ -66,7 +66,8 @@ def test_a_refit_waits_for_folds_this_launch_is_training_elsewhere(prepared, mon
     (artifacts.Member("bn_cnn", 2, "mixup"), "bn_cnn.mixup.s2")])
 def test_a_member_is_its_folder_name_and_back(member, name):
     assert member.name == name and artifacts.Member.parse(name) == member
-    assert artifacts.Member.parse(name).seed_base == (artifacts.Member("bn_cnn", 0, member.tag) if member.seed else None)
+    base = artifacts.Member("bn_cnn", 0, member.tag) if member.seed else None
+    assert artifacts.Member.parse(name).seed_base == base
 
 
 def test_the_old_seed_flag_still_sets_the_seeds_with_a_note(capsys):
@@ -96,7 +97,8 @@ def test_a_refit_takes_its_stated_share_of_the_members_test_logits(tmp_path):
     files = FoldFiles("bn_cnn", None)
     files.dir.mkdir(parents=True)
     np.savez(files / "test.npz", logits=refit, logits_plain=refit)
-    assert blending.with_refit(folds_only, artifacts.refit_test_logits("bn_cnn", len(refit))).refit_share == 0  # no done.json: no refit yet
+    none_yet = artifacts.refit_test_logits("bn_cnn", len(refit))  # no done.json: no refit yet
+    assert none_yet is None and blending.with_refit(folds_only, none_yet).refit_share == 0
     (files / "done.json").write_text(json.dumps({"refit": True}))
     (files / "config.json").write_text(json.dumps(artifacts.current_provenance()))
     mixed = blending.with_refit(folds_only, artifacts.refit_test_logits("bn_cnn", len(refit)), 0.25)
