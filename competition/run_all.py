@@ -6,7 +6,7 @@
     ./run.sh all --device cuda          # the study's three + resnet_cbam48, 5 folds; 4 jobs share each GPU
     ./run.sh all --device cuda --seeds 0,1,2 --refit --distill bn_cnn   # more members, then one student
 
-Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
+Every stage skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
 finished epoch), so running the same command again after an interruption finishes the work without
 redoing it. Training jobs (model, fold) are spread over parallel processes, dealt by expected
 cost: two on a 2-core CPU, and --jobs-per-gpu (4) on each GPU, because one process at its batch leaves much of
@@ -24,7 +24,6 @@ the ensemble; the student gets a dated submission and a leaderboard row of its o
 while submissions/submission.csv stays the ensemble's.
 """
 import argparse
-import csv
 import ctypes
 import os
 import signal
@@ -46,7 +45,7 @@ AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-mi
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
 
 
-def step(title: str, fn, *args) -> None:
+def stage(title: str, fn, *args) -> None:
     print(f"\n=== {title}", flush=True)
     start = time.perf_counter()
     code = fn(*args)
@@ -141,7 +140,7 @@ def summary_table(members: list[str], wall_s: float, board_rows: int = 1, train_
                   nproc: int = 1, trained_since: float = float("inf")) -> str:
     """One table: per member its finished folds (+refit), epochs, img/s of one process, training seconds and
     OOF accuracy (TTA, over its finished folds); then the aggregate img/s (every image trained, over the
-    training step's wall time, counting the runs finished since `trained_since` (time.time()): with several
+    training stage's wall time, counting the runs finished since `trained_since` (time.time()): with several
     processes sharing a GPU, the figure to set beside the bench's),
     and the ensemble's (and student's) OOF and PublicTest from the last `board_rows` leaderboard rows."""
     k = artifacts.fold_count()
@@ -155,20 +154,18 @@ def summary_table(members: list[str], wall_s: float, board_rows: int = 1, train_
         if not runs:
             lines.append(f"{name:22s} {0:7d}   (nothing finished)")
             continue
-        ml = artifacts.load_model(name, allow_missing=True) if folds else None
+        ml = artifacts.load_member(name, allow_missing=True) if folds else None
         oof = f"{accuracy(ml.oof_logits, ml.oof_labels):7.4f}" if ml else f"{'n/a':>7s}"
-        speed = sum(d["images_per_s"] for d in runs) / len(runs)
-        images += sum(d["images_per_s"] * d["seconds"] for f, d in zip(files, runs)
-                      if (f / artifacts.DONE).stat().st_mtime >= trained_since)
+        speed = sum(d.images_per_s for d in runs) / len(runs)
+        images += sum(d.images_per_s * d.seconds for f, d in zip(files, runs)
+                      if f.finished_at() >= trained_since)
         lines.append(f"{name:22s} {str(len(folds)) + ('+refit' if refit else ''):>7s} "
-                     f"{sum(d['epochs_run'] for d in runs):6d} {speed:11.0f} {sum(d['seconds'] for d in runs):8.0f} {oof}")
+                     f"{sum(d.epochs_run for d in runs):6d} {speed:11.0f} {sum(d.seconds for d in runs):8.0f} {oof}")
     if train_wall_s > 0 and images:
         lines.append(f"training: {images:,.0f} images in {train_wall_s:.0f} s wall over {nproc} process(es): "
                      f"{images / train_wall_s:,.0f} img/s aggregate")
-    board = paths.submissions_dir() / "leaderboard.csv"
-    if board.exists():
-        for row in list(csv.DictReader(board.open()))[-board_rows:]:
-            lines.append(f"submission {row['file']} ({row['models']}): OOF {row['oof']}, PublicTest {row['public']}")
+    for row in artifacts.leaderboard_rows(board_rows):
+        lines.append(f"submission {row['file']} ({row['models']}): OOF {row['oof']}, PublicTest {row['public']}")
     lines.append(f"total wall time: {wall_s:.0f} s ({wall_s / 60:.1f} min)")
     return "\n".join(lines)
 
@@ -212,15 +209,15 @@ def _main(argv=None) -> int:
     models = architectures(args.models, args.device, args.quick)
     run = "quick" if args.quick else "cuda" if wants_cuda(args.device) else "cpu"
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else default_seeds(models, run)
-    members = [artifacts.member_name(m, "", s) for s in seeds for m in models]
+    members = [artifacts.Member(m, s).name for s in seeds for m in models]
     fold_list = args.folds or ("0" if args.quick else "all")
     recipe = args.recipe or ("quick" if args.quick else "strong")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
     # a CPU budget trains one process (2 cores); on CUDA several share each GPU, each with its share of the jobs
     nproc = args.nproc or (1 if minutes and not wants_cuda(args.device) else processes(args.device, args.jobs_per_gpu))
     start = time.perf_counter()
-    step("data", get_data, args.source)
-    step("folds", make_folds, args.k)
+    stage("data", get_data, args.source)
+    stage("folds", make_folds, args.k)
     if minutes and (args.refit or args.distill):
         raise SettingsError("--refit and --distill train on every Training row with the folds' epochs; they "
                             "need all folds, so they don't combine with --quick/--budget.")
@@ -238,8 +235,8 @@ def _main(argv=None) -> int:
         extra += ["--budget", f"{left:.2f}"]
     train_folds = fold_list + (",refit" if args.refit else "")
     train_start, trained_since = time.perf_counter(), time.time()
-    step(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
-         args.device, nproc, extra + ["--seed", ",".join(map(str, seeds))])
+    stage(f"train {','.join(models)} folds {train_folds} ({recipe} recipe)", train, models, train_folds, recipe,
+          args.device, nproc, extra + ["--seeds", ",".join(map(str, seeds))])
     train_wall_s = time.perf_counter() - train_start
     partial = [] if fold_list == "all" and not args.stop_at else ["--allow-missing"]
     if args.stop_at:  # what finished by the deadline; a member with no finished fold is left out
@@ -247,18 +244,18 @@ def _main(argv=None) -> int:
         if not members:
             print("\nno fold finished before --stop-at: no ensemble, no report")
             return 0
-    ensemble_args = ["--models", ",".join(members), "--weights", "oof" if len(members) > 1 else "equal",
+    ensemble_args = ["--members", ",".join(members), "--weights", "oof" if len(members) > 1 else "equal",
                      "--combiner", "auto" if len(members) > 1 else "average"]
-    step("ensemble", ensemble.main, ensemble_args + partial)
+    stage("ensemble", ensemble.main, ensemble_args + partial)
     if args.distill:
-        teacher = str(paths.submissions_dir() / artifacts.TEACHER)
-        step(f"distill the ensemble into one {args.distill}", train, [args.distill], "refit", recipe, args.device, 1,
-             extra + ["--seed", str(seeds[0]), "--teacher", teacher])
-        step("the student's submission", ensemble.main,
-             ["--models", artifacts.member_name(args.distill, "student", seeds[0]), "--keep-latest"])
-        members.append(artifacts.member_name(args.distill, "student", seeds[0]))
+        teacher = str(artifacts.teacher_path())
+        stage(f"distill the ensemble into one {args.distill}", train, [args.distill], "refit", recipe, args.device, 1,
+             extra + ["--seeds", str(seeds[0]), "--teacher", teacher])
+        student = artifacts.Member(args.distill, seeds[0], artifacts.STUDENT).name
+        stage("the student's submission", ensemble.main, ["--members", student, "--keep-latest"])
+        members.append(student)
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
-    step("report", report.main, ["--out", str(out), "--models", ",".join(members)] + partial)
+    stage("report", report.main, ["--out", str(out), "--members", ",".join(members)] + partial)
     print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, nproc,
                                trained_since))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
