@@ -40,7 +40,7 @@ def test_batch_zero_means_by_device():
 
 def test_jobs_are_dealt_longest_first_to_the_least_loaded():
     jobs = plan_jobs(["baseline_cnn", "bn_cnn", "resnet_cbam", "resnet_cbam48"], "all", 5)
-    recipes = {n: get_recipe("strong", n) for n in {j.model for j in jobs}}
+    recipes = {n: get_recipe("strong", n) for n in {j.arch for j in jobs}}
     costs = job_costs(jobs, recipes, "cuda")
     shares = deal(jobs, costs, 4)
     assert sorted((j for s in shares for j in s), key=str) == sorted(jobs, key=str)  # every job once
