@@ -1,9 +1,9 @@
-"""A run's files on disk, with one owner: the fold folder's layout, k, which folds are finished, each model's
-fold logits, and the provenance that says whether a fold belongs to the current data and split.
+"""A run's files on disk, with one owner: the fold folder's layout, k, which folds are finished, the
+members' fold logits, and the provenance that says whether a fold belongs to the current data and split.
 
 A member is one trained variant of an architecture, in its own folder: `bn_cnn` (seed 0), `bn_cnn.s1` (seed 1),
 `bn_cnn.student` (trained against a teacher's soft targets), `bn_cnn.mixup.s2` (a tag and a seed); config.json
-names the architecture (`member_name`, `arch_of`). Each member has k folds and, optionally, a refit: the same
+names the architecture (`Member`, `arch_of`). Each member has k folds and, optionally, a refit: the same
 recipe trained on every Training row and stopped at the median best epoch of its folds (`refit_epochs`). A
 refit has no OOF predictions, only test logits.
 
@@ -19,25 +19,28 @@ refit has no OOF predictions, only test logits.
       done.json    written last; a fold with done.json (and the same provenance) is finished
       lock         held (fcntl) by the one process that trains this fold
 
-Every reader of a finished fold or refit goes through `check_provenance` (load_model, refit_test_logits,
+Every reader of a finished fold or refit goes through `check_provenance` (load_member, refit_test_logits,
 refit_epochs): a fold whose config.json records another dataset fingerprint, folds.csv hash or k than the
 current ones (`current_provenance`) is refused by name, --allow-missing or not. A teacher (submissions/teacher.npz)
 records the same three and its members; load_teacher refuses one made from other data or folds.
 
     from competition import artifacts
-    k = artifacts.fold_count(); artifacts.finished_folds("bn_cnn", k); artifacts.load_model("bn_cnn")
+    k = artifacts.fold_count(); artifacts.finished_folds("bn_cnn", k); artifacts.load_member("bn_cnn")
 """
+import csv
 import hashlib
+import io
 import json
 import pickle
 import re
 import subprocess
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from competition import folds, paths
@@ -48,34 +51,53 @@ from competition.errors import SettingsError
 CONFIG, LOG, STATE, BEST = "config.json", "log.csv", "state.pt", "best.pt"
 TEACHER = "teacher.npz"  # submissions/teacher.npz: the last ensemble's OOF probabilities, a student's soft targets
 OOF, TEST, DONE, LOCK = "oof.npz", "test.npz", "done.json", "lock"
+LEADERBOARD, LATEST = "leaderboard.csv", "submission.csv"  # submissions/: every ensemble's row; the latest submission
+LEADERBOARD_COLUMNS = ("file", "models", "weights", "average", "oof", "public", "private", "time")
 LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
 PROVENANCE_KEYS = ("k", "folds_sha1", "data_sha1", "aug", "teacher")  # a fold belongs to a run only if these match
 _UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError)  # what a truncated npz or pt raises
 
 
-SEED_MEMBER = re.compile(r"(.+)\.s(\d+)")  # `bn_cnn.s1`: seed 1 of `bn_cnn` (member_name's last part)
+STUDENT = "student"  # the tag of a member trained against a teacher's soft targets (train_folds --teacher)
 
 
-def member_name(model: str, tag: str = "", seed: int = 0) -> str:
-    """The folder of one trained variant: the architecture, then the tag, then s<seed> for seeds other than 0."""
-    return ".".join([model] + ([tag] if tag else []) + ([f"s{seed}"] if seed else []))
+@dataclass(frozen=True)
+class Member:
+    """One trained variant of an architecture: its folder under folds/ is `name` (arch, then the tag, then
+    s<seed> for seeds other than 0: `bn_cnn`, `bn_cnn.s1`, `bn_cnn.student`, `bn_cnn.mixup.s2`)."""
+    arch: str
+    seed: int = 0
+    tag: str = ""
 
+    @property
+    def name(self) -> str:
+        return ".".join([self.arch] + ([self.tag] if self.tag else []) + ([f"s{self.seed}"] if self.seed else []))
 
-def seed_base(member: str) -> str | None:
-    """The member a seed member is another seed of (`bn_cnn.s1` -> `bn_cnn`); None for a seed-0 member."""
-    match = SEED_MEMBER.fullmatch(member)
-    return match[1] if match else None
+    @classmethod
+    def parse(cls, name: str) -> "Member":
+        """The reverse of `name`: a last part s<digits> is the seed; a middle part the tag. An architecture
+        name with a dot in it (a timm name like `vit_base_patch16_224.augreg_in21k`) reads as arch + tag:
+        the folder is the same either way, and config.json names the architecture (`arch_of`)."""
+        parts = name.split(".")
+        seed = int(parts.pop()[1:]) if len(parts) > 1 and re.fullmatch(r"s\d+", parts[-1]) else 0
+        return cls(parts[0], seed, ".".join(parts[1:]))
+
+    @property
+    def seed_base(self) -> "Member | None":
+        """The member this is another seed of (`bn_cnn.s1` -> `bn_cnn`); None for a seed-0 member."""
+        return Member(self.arch, 0, self.tag) if self.seed else None
+
 
 
 @dataclass(frozen=True)
 class FoldFiles:
     """The paths of one (member, fold); fold None is the member's refit on every Training row."""
-    model: str
+    member: str
     fold: int | None
 
     @property
     def dir(self) -> Path:
-        return paths.fold_dir(self.model, self.fold)
+        return paths.fold_dir(self.member, self.fold)
 
     def __truediv__(self, name: str) -> Path:
         return self.dir / name
@@ -83,9 +105,13 @@ class FoldFiles:
     def is_done(self) -> bool:
         return (self / DONE).exists()
 
+    def finished_at(self) -> float:
+        """When done.json was written (time.time())."""
+        return (self / DONE).stat().st_mtime
+
     @property
     def what(self) -> str:
-        return f"{self.model} " + ("refit" if self.fold is None else f"fold {self.fold}")
+        return f"{self.member} " + ("refit" if self.fold is None else f"fold {self.fold}")
 
     def lock(self):
         """Exclusive for the whole fold run; a second process gets LockedError naming the holder."""
@@ -160,8 +186,7 @@ def check_provenance(files: FoldFiles) -> None:
     """A finished fold or refit is read only if its config.json records the current dataset fingerprint,
     folds.csv hash and k: logits trained on other data or another split would leak the held-out rows'
     labels (a Training row fold 0 trained on may be held out now) or score the wrong rows."""
-    path = files / CONFIG
-    recorded = json.loads(path.read_text()) if path.exists() else {}
+    recorded = read_config(files)
     differ = stale_keys(recorded)
     if differ:
         named = ", ".join(PROVENANCE_WHAT[key] + (" (not recorded)" if key not in recorded else "") for key in differ)
@@ -181,6 +206,13 @@ def git_commit() -> str:
 
 # ---------------------------------------------------------------- provenance
 
+def settings_differ(before: dict, now: dict) -> list[str]:
+    """The recipe knobs (config.json's "settings") on which two fold configs differ, sorted: the one answer to
+    "were these trained with the same settings?" (a resume, a refit of its folds)."""
+    recorded = before.get("settings") or {}
+    return sorted(key for key in now["settings"] if recorded.get(key) != now["settings"][key])
+
+
 def check_same_run(files: FoldFiles, config: dict) -> None:
     """A fold resumes, or counts as done, only with the settings, seed, split and data it started with.
     The commit may differ (a code update resumes), and is then only noted."""
@@ -188,8 +220,8 @@ def check_same_run(files: FoldFiles, config: dict) -> None:
     if not path.exists() or not ((files / STATE).exists() or files.is_done()):
         return
     before = json.loads(path.read_text())
-    differ = sorted(key for key in config["settings"] if before.get("settings", {}).get(key) != config["settings"][key])
-    differ += [key for key in ("seed", *PROVENANCE_KEYS) if before.get(key) != config.get(key)]
+    differ = settings_differ(before, config) + [key for key in ("seed", *PROVENANCE_KEYS)
+                                                if before.get(key) != config.get(key)]
     if differ:
         named = ", ".join(PROVENANCE_WHAT.get(key, key) for key in differ)
         raise SettingsError(f"{files.dir} was started with other settings or data ({named} differ). Run again "
@@ -197,6 +229,21 @@ def check_same_run(files: FoldFiles, config: dict) -> None:
     if before.get("git_commit") != config.get("git_commit"):
         print(f"note: {files.dir} was started at commit {before.get('git_commit', '?')[:10]}, "
               f"now {config.get('git_commit', '?')[:10]}; resuming with the same settings")
+
+
+def read_config(files: FoldFiles) -> dict:
+    """The fold's config.json ({} when it has none yet)."""
+    path = files / CONFIG
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_log(files: FoldFiles, rows: list[dict]) -> None:
+    """log.csv, one row per epoch (LOG_COLUMNS), rewritten whole after each epoch."""
+    atomic_write_text(files / LOG, pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(index=False))
+
+
+def read_log(files: FoldFiles) -> pd.DataFrame:
+    return pd.read_csv(files / LOG)
 
 
 def write_config_once(files: FoldFiles, config: dict) -> None:
@@ -221,6 +268,19 @@ def load_torch(path: Path, what: str) -> dict:
                         f"Delete it to {what}.") from err
 
 
+def save_best(files: FoldFiles, arch: str, drop_rate: float | None, weights: dict, epoch: int, val_acc: float,
+              recipe: dict) -> None:
+    """best.pt, self-describing: the arch and its kwargs beside the best epoch's weights."""
+    save_torch({"model": arch, "drop_rate": drop_rate, "state_dict": weights, "epoch": epoch, "val_acc": val_acc,
+                "recipe": recipe}, files / BEST)
+
+
+def load_best(files: FoldFiles) -> dict:
+    """best.pt's dict (weights_only: a checkpoint from a shared folds/ cannot run code); engine.net_from_best
+    builds the net from it."""
+    return load_torch(files / BEST, "train this fold again")
+
+
 def save_npz(path: Path, **arrays) -> None:
     with atomic_open(path) as f:
         np.savez(f, **arrays)
@@ -235,14 +295,37 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                         f"`./run.sh train` again to rewrite it.") from err
 
 
-def read_done(files: FoldFiles) -> dict:
-    return json.loads((files / DONE).read_text())
+@dataclass(frozen=True)
+class Done:
+    """done.json: what a finished fold or refit says of itself (written last: its presence means finished).
+    Every field has a default, so a done.json written by an older version still reads."""
+    best_epoch: int = 0  # the epoch whose weights are best.pt (a refit: its last)
+    epochs_run: int = 0
+    refit: bool = False
+    val_acc: float | None = None  # fold-validation accuracy with TTA (None for a refit: nothing held out)
+    val_acc_plain: float | None = None  # the same without TTA
+    train_acc: float | None = None  # clean (no augmentation) accuracy on train_acc_rows of its training rows
+    train_acc_rows: int = 0
+    stopped_by_budget: bool = False
+    stopped_by_deadline: bool = False  # --stop-at
+    node: str | None = None  # where it ran: the host, or host/<Ray node id> on the Ray runner
+    seconds: float | None = None  # the epochs' training seconds (no inference)
+    images_per_s: float | None = None  # training images per second, the mean over epochs
+
+
+def write_done(files: FoldFiles, done: Done) -> None:
+    atomic_write_text(files / DONE, json.dumps({k: v for k, v in asdict(done).items() if v is not None}, indent=2))
+
+
+def read_done(files: FoldFiles) -> Done:
+    recorded = json.loads((files / DONE).read_text())
+    return Done(**{f.name: recorded[f.name] for f in fields(Done) if f.name in recorded})
 
 
 # ---------------------------------------------------------------- finished folds
 
-def finished_folds(model: str, k: int) -> list[int]:
-    return [f for f in range(k) if FoldFiles(model, f).is_done()]
+def finished_folds(member: str, k: int) -> list[int]:
+    return [f for f in range(k) if FoldFiles(member, f).is_done()]
 
 
 def member_config(member: str, k: int | None = None) -> dict:
@@ -275,7 +358,7 @@ def refit_epochs(member: str, k: int) -> tuple[int, list[int]]:
                             f"epoch); fold(s) {missing} are not. Train them first: --folds all")
     for f in range(k):
         check_provenance(FoldFiles(member, f))
-    best = [int(read_done(FoldFiles(member, f))["best_epoch"]) for f in range(k)]
+    best = [int(read_done(FoldFiles(member, f)).best_epoch) for f in range(k)]
     return int(np.ceil(np.median(best))), best
 
 
@@ -326,7 +409,7 @@ def teacher_sha1(path: Path, z: dict | None = None) -> str:
 
 
 def save_teacher(path: Path, rows: np.ndarray, probs: np.ndarray, members: list[str]) -> None:
-    """The teacher's probabilities with their provenance: its members (whose folds load_model checked against
+    """The teacher's probabilities with their provenance: its members (whose folds load_member checked against
     the current data) and the current dataset fingerprint, folds.csv hash and k."""
     provenance = {key: np.array(value) for key, value in current_provenance().items()}
     save_npz(path, rows=rows.astype(np.int64), probs=probs.astype(np.float32), members=np.array(members),
@@ -342,7 +425,7 @@ def check_teacher(path: Path, z: dict) -> None:
         members = ",".join(str(m) for m in z["members"]) if "members" in z else "..."
         raise SettingsError(f"{path}: this teacher was made from other data than the current: {named} differ. "
                             f"Make it again from members trained on the current data: "
-                            f"python -m competition.ensemble --models {members}")
+                            f"python -m competition.ensemble --members {members}")
 
 
 def load_teacher(path: Path, weight: float) -> Teacher:
@@ -360,8 +443,39 @@ def load_teacher(path: Path, weight: float) -> Teacher:
     return Teacher(path, teacher_sha1(path, z), z["rows"], probs, weight)
 
 
-def available_models() -> list[str]:
-    """Every model folder under folds/ with at least one finished fold."""
+# ---------------------------------------------------------------- submissions/
+
+def teacher_path() -> Path:
+    return paths.submissions_dir() / TEACHER
+
+
+def latest_submission() -> Path:
+    """submissions/submission.csv: the submission `./run.sh submit` sends by default."""
+    return paths.submissions_dir() / LATEST
+
+
+def append_leaderboard(row: dict) -> Path:
+    """Read, add a row, write atomically, under a lock: two ensembles at once both keep their rows."""
+    path = paths.submissions_dir() / LEADERBOARD
+    with file_lock(path.with_name(".leaderboard.lock")):
+        old = path.read_text() if path.exists() else ""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, LEADERBOARD_COLUMNS, lineterminator="\n")
+        if not old:
+            writer.writeheader()
+        writer.writerow(row)
+        atomic_write_text(path, old + buffer.getvalue())
+    return path
+
+
+def leaderboard_rows(last: int) -> list[dict]:
+    """The last `last` rows of submissions/leaderboard.csv, as written ([] when there is none)."""
+    path = paths.submissions_dir() / LEADERBOARD
+    return list(csv.DictReader(path.open()))[-last:] if path.exists() else []
+
+
+def available_members() -> list[str]:
+    """Every member folder under folds/ with at least one finished fold."""
     if not paths.folds_dir().is_dir():
         return []
     k = fold_count()
@@ -369,8 +483,8 @@ def available_models() -> list[str]:
 
 
 @dataclass
-class ModelLogits:
-    model: str  # the member (its folder under folds/)
+class MemberLogits:
+    member: str  # its folder under folds/ (Member.name)
     folds: list[int]  # the folds included
     oof_rows: np.ndarray  # (n,) int64 Training rows (folds.csv `row`), sorted
     oof_labels: np.ndarray  # (n,) int64
@@ -380,7 +494,7 @@ class ModelLogits:
     test_logits_plain: np.ndarray  # (M, 7) mean over folds, without TTA
     test_logits_per_fold: np.ndarray  # (F, M, 7) with TTA
     fold_val_acc: dict[int, float]
-    done: dict[int, dict]  # each fold's done.json
+    done: dict[int, Done]  # each fold's done.json
     refit_share: float = 0.0  # the share of test_logits that is the member's refit (blending.with_refit)
 
 
@@ -403,43 +517,43 @@ def _fold_logits(files: FoldFiles, fold_of_row: np.ndarray | None) -> tuple[dict
     return oof, test
 
 
-def load_model(model: str, allow_missing: bool = False, fold_of_row: np.ndarray | None = None) -> ModelLogits:
-    """The finished folds of `model`; refuses unfinished folds unless allow_missing (then needs at least one).
+def load_member(member: str, allow_missing: bool = False, fold_of_row: np.ndarray | None = None) -> MemberLogits:
+    """The finished folds of `member`; refuses unfinished folds unless allow_missing (then needs at least one).
     With fold_of_row (the current split), each fold's OOF rows must be exactly that fold's rows."""
     k = fold_count()
-    folds = finished_folds(model, k)
+    folds = finished_folds(member, k)
     missing = sorted(set(range(k)) - set(folds))
-    where = paths.folds_dir() / model
+    where = paths.folds_dir() / member
     if not folds:
-        raise SettingsError(f"{model}: no finished fold (no done.json under {where}). "
-                            f"Train it: ./run.sh train --model {model}")
+        raise SettingsError(f"{member}: no finished fold (no done.json under {where}). "
+                            f"Train it: ./run.sh train --member {member}")
     if missing and not allow_missing:
-        raise SettingsError(f"{model}: fold(s) {missing} of {k} are not finished (no done.json in {where}/fold<k>). "
-                            f"Finish them (./run.sh train --model {model} resumes), or pass --allow-missing to use "
+        raise SettingsError(f"{member}: fold(s) {missing} of {k} are not finished (no done.json in {where}/fold<k>). "
+                            f"Finish them (./run.sh train --member {member} resumes), or pass --allow-missing to use "
                             f"fold(s) {folds} only.")
-    loaded = [_fold_logits(FoldFiles(model, f), fold_of_row) for f in folds]
+    loaded = [_fold_logits(FoldFiles(member, f), fold_of_row) for f in folds]
     oof, test = [o for o, _ in loaded], [t for _, t in loaded]
     if len({t["logits"].shape for t in test}) > 1:
-        raise SettingsError(f"{model}: folds {folds} have test logits of different shapes "
+        raise SettingsError(f"{member}: folds {folds} have test logits of different shapes "
                             f"{[t['logits'].shape for t in test]}; were they trained on different data?")
     rows = np.concatenate([o["rows"] for o in oof]).astype(np.int64)
     if len(np.unique(rows)) != len(rows):
-        raise SettingsError(f"{model}: folds {folds} share OOF rows; folds.csv changed after training. Train again.")
+        raise SettingsError(f"{member}: folds {folds} share OOF rows; folds.csv changed after training. Train again.")
     order = np.argsort(rows)
     stack = lambda key: np.concatenate([o[key] for o in oof])[order]  # noqa: E731
     per_fold = np.stack([t["logits"] for t in test])
-    done = {f: read_done(FoldFiles(model, f)) for f in folds}
-    return ModelLogits(model, folds, rows[order], stack("labels").astype(np.int64), stack("logits"),
+    done = {f: read_done(FoldFiles(member, f)) for f in folds}
+    return MemberLogits(member, folds, rows[order], stack("labels").astype(np.int64), stack("logits"),
                        stack("logits_plain"), per_fold.mean(0), np.stack([t["logits_plain"] for t in test]).mean(0),
-                       per_fold, {f: float(d["val_acc"]) for f, d in done.items()}, done)
+                       per_fold, {f: float(d.val_acc) for f, d in done.items()}, done)
 
 
-def check_against(model: ModelLogits, data: FerData) -> None:
+def check_against(logits: MemberLogits, data: FerData) -> None:
     """Refuse logits that were not made from this dataset (other test rows, other Training labels)."""
-    if len(model.test_logits) != len(data.test_labels):
-        raise SettingsError(f"{model.model}: {len(model.test_logits)} test rows of logits, the dataset has "
+    if len(logits.test_logits) != len(data.test_labels):
+        raise SettingsError(f"{logits.member}: {len(logits.test_logits)} test rows of logits, the dataset has "
                             f"{len(data.test_labels)}. Train again on the current data.")
-    if model.oof_rows.max() >= len(data.train_labels) or \
-            not np.array_equal(model.oof_labels, data.train_labels[model.oof_rows]):
-        raise SettingsError(f"{model.model}: OOF rows and labels do not match the dataset's Training rows. "
+    if logits.oof_rows.max() >= len(data.train_labels) or \
+            not np.array_equal(logits.oof_labels, data.train_labels[logits.oof_rows]):
+        raise SettingsError(f"{logits.member}: OOF rows and labels do not match the dataset's Training rows. "
                             f"Train again on the current data.")

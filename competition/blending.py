@@ -1,6 +1,6 @@
 """Combining models' fold logits: OOF-fitted weights, weighted blends, a stacked combiner, and their scores.
 
-Two combiners, both fitted on out-of-fold logits and Training labels only (ModelLogits carries no test
+Two combiners, both fitted on out-of-fold logits and Training labels only (MemberLogits carries no test
 labels), so test labels cannot leak into them. Used by the ensemble command and the report.
   average  a weighted mean of the models' logits or probabilities (fit_weights, combine)
   stack    a multinomial logistic regression on the models' OOF logits side by side, (n, 7 x models)
@@ -9,7 +9,7 @@ labels), so test labels cannot leak into them. Used by the ensemble command and 
            OOF score is as honest as the average's; its test predictions from a fit on every OOF row.
 
     from competition import artifacts, blending
-    models = [artifacts.load_model(n) for n in ("bn_cnn", "resnet_cbam48")]
+    models = [artifacts.load_member(n) for n in ("bn_cnn", "resnet_cbam48")]
     weights = blending.fit_weights(models); oof, test = blending.combine(models, weights)
     oof, test = blending.stack(models)  # log-probabilities, on common_oof's rows and the test rows
 
@@ -29,8 +29,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from competition import artifacts
-from competition.artifacts import ModelLogits
+from competition.artifacts import MemberLogits
 from competition.data import FerData
 from models.fer import NUM_CLASSES
 from competition.errors import SettingsError, UserError
@@ -56,25 +55,26 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
     return float((logits[known].argmax(1) == labels[known]).mean()) if known.any() else None
 
 
-def common_oof(models: list[ModelLogits]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def common_oof(models: list[MemberLogits]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """(rows, labels, per-model OOF logits) over the Training rows that every model predicted."""
     rows = models[0].oof_rows
     for m in models[1:]:
         rows = np.intersect1d(rows, m.oof_rows)
     if len(rows) == 0:
-        raise SettingsError(f"models {[m.model for m in models]} share no OOF rows (their folds do not overlap).")
+        raise SettingsError(f"models {[m.member for m in models]} share no OOF rows (their folds do not overlap).")
     picks = [np.searchsorted(m.oof_rows, rows) for m in models]
     return rows, models[0].oof_labels[picks[0]], [m.oof_logits[p] for m, p in zip(models, picks)]
 
 
-def with_refit(model: ModelLogits, share: float = REFIT_SHARE) -> ModelLogits:
-    """The member with its refit's test logits mixed in at `share` (unchanged when it has no finished refit)."""
+def with_refit(member: MemberLogits, refit: np.ndarray | None, share: float = REFIT_SHARE) -> MemberLogits:
+    """The member with its refit's test logits (`refit`, artifacts.refit_test_logits; None: no finished refit)
+    mixed in at `share`; unchanged without a refit or at share 0."""
     if not 0 <= share <= 1:
         raise SettingsError(f"refit share {share}: expected a number in [0, 1]")
-    refit = artifacts.refit_test_logits(model.model, len(model.test_logits)) if share else None
-    if refit is None:
-        return model
-    return dataclasses.replace(model, test_logits=(1 - share) * model.test_logits + share * refit, refit_share=share)
+    if refit is None or not share:
+        return member
+    return dataclasses.replace(member, test_logits=(1 - share) * member.test_logits + share * refit,
+                               refit_share=share)
 
 
 def blend(logits: list[np.ndarray], weights: np.ndarray, average: str) -> np.ndarray:
@@ -103,13 +103,13 @@ def _fit_on_oof(oof_logits: list[np.ndarray], oof_labels: np.ndarray, average: s
     return weights / weights.sum()
 
 
-def fit_weights(models: list[ModelLogits], average: str = "logits") -> np.ndarray:
-    """Weights fitted on OOF predictions only (ModelLogits carries no test labels), on rows common to all."""
+def fit_weights(models: list[MemberLogits], average: str = "logits") -> np.ndarray:
+    """Weights fitted on OOF predictions only (MemberLogits carries no test labels), on rows common to all."""
     _, labels, logits = common_oof(models)
     return _fit_on_oof(logits, labels, average)
 
 
-def combine(models: list[ModelLogits], weights: np.ndarray, average: str = "logits"):
+def combine(models: list[MemberLogits], weights: np.ndarray, average: str = "logits"):
     """(OOF logits over common_oof's rows, test logits): the weighted ensemble; log-probs when average='probs'."""
     _, _, oof = common_oof(models)
     return blend(oof, weights, average), blend([m.test_logits for m in models], weights, average)
@@ -127,7 +127,7 @@ def _full_log_proba(log_proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return out
 
 
-def stack(models: list[ModelLogits]) -> tuple[np.ndarray, np.ndarray]:
+def stack(models: list[MemberLogits]) -> tuple[np.ndarray, np.ndarray]:
     """(OOF log-probs over common_oof's rows, test log-probs) of a logistic regression on the models' logits.
 
     OOF: cross_val_predict, each row predicted by a stacker that did not see it. Test: one stacker fitted on

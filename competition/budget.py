@@ -14,23 +14,32 @@ from on a CPU (bn_cnn: 62.6% OOF in 12 one-thread epochs, against 49.8% for base
 50.7% for resnet_cbam, which then got weight 0 in the ensemble). Every model gets at least
 one epoch, so all stay in the run and the report, which calls a model with fewer than JUDGE_EPOCHS epochs
 "not trained long enough to judge".
+
+train_folds' side of it is here too (`fit_budget`, `measure_jobs`, `print_estimate`, `job_deadlines`): they take
+its jobs (train_folds.Job: arch, fold, files) and its resident data, and give back recipes and deadlines.
 """
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+import numpy as np
 import torch
 
 import models
+from competition import artifacts
+from competition.augment import view_count
 from competition.engine import BatchSource, build, train_one_epoch
 from competition.infer import infer
+from competition.errors import SettingsError
 from competition.recipes import Recipe
+from competition.report_markdown import JUDGE_EPOCHS
 
+TRAIN_ACC_ROWS = 4096  # "clean train accuracy" on a fixed sample of the fold's training rows: it says the same
+# as all ~23,000 of them (a standard error under 0.8 points at 65%) for about a sixth of the inference
 MEASURE_STEPS = 3  # timed training batches per model, after one warm-up batch
 EPOCH_OVERHEAD = 1.08  # whole epochs ran 8% slower than the timed batches predict (the 30-minute CPU run)
 LONG_S = 3600  # an estimate past this many seconds (without a budget) comes with a hint
 REPLAN_EPOCH = 2  # a budget-sized fold plans its epochs again from its own epoch time after this many epochs
-JUDGE_EPOCHS = 10  # fewer epochs than this: the report says the model was not trained long enough to judge
 
 
 @dataclass(frozen=True)
@@ -125,3 +134,63 @@ def hours(seconds: float) -> str:
 def deadline_passed(deadline: float | None, epoch_s: float) -> bool:
     """Would one more epoch end past the deadline (time.monotonic() seconds)?"""
     return deadline is not None and time.monotonic() + epoch_s > deadline
+
+
+# ---------------------------------------------------------------- train_folds' budget glue: its jobs (train_folds.Job)
+
+def fit_budget(minutes: float, mine: list, recipes: dict[str, Recipe], resident, fold_of_row,
+               device, aug: str) -> tuple[dict[str, Recipe], list[float | None]]:
+    """Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
+    jobs cost nothing, and a started fold keeps the epochs it started with."""
+    if any(j.fold is None for j in mine):
+        raise SettingsError("--budget sizes fold runs only; train refits in a command of their own, "
+                            "without --budget (they repeat their folds' recipe).")
+    start = time.monotonic()
+    fixed = {j.arch: artifacts.read_config(j.files)["epochs"] for j in mine
+             if artifacts.read_config(j.files)}  # an arch keeps the epochs its first started fold got
+    todo = [j for j in mine if not j.files.is_done()]
+    if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
+        return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
+    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
+    left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
+    plans = plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
+                        {n: r.epochs for n, r in recipes.items()}, fixed, by_cost=device.type == "cuda")
+    print(describe(plans, left_s), flush=True)
+    by_name = {p.model: p for p in plans}
+    recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
+    return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
+
+
+def measure_jobs(todo: list, recipes: dict[str, Recipe], resident, fold_of_row, device,
+                 aug: str) -> tuple[dict, dict, dict]:
+    """(folds per model, Speed per model measured here in a few batches, one fold's row counts)."""
+    counts = {j.arch: sum(1 for t in todo if t.arch == j.arch) for j in todo}
+    sample = np.arange(min(len(fold_of_row), 4 * 512))
+    speeds = {n: measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
+              for n in counts}
+    val = int(np.bincount(fold_of_row).max())
+    rows = {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
+            "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
+    return counts, speeds, rows
+
+
+def print_estimate(mine: list, recipes: dict[str, Recipe], resident, fold_of_row, device,
+                   aug: str) -> None:
+    """Without a budget: this process's plan at the recipe's epochs and its expected end, from speeds measured
+    in its first seconds, before the first epoch (a newcomer learns that a run takes 10 hours before it has)."""
+    todo = [j for j in mine if not j.files.is_done()]
+    if not todo:
+        return
+    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
+    plans = plan(float("inf"), counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
+                        {n: r.epochs for n, r in recipes.items()})
+    print(describe(plans, None), flush=True)
+
+
+def job_deadlines(mine: list, todo: list, by_name: dict, end: float) -> list[float | None]:
+    """When each job must stop training: the budget's end less the planned cost of the jobs after it and its
+    own final inference. A job may so use what an earlier one saved, and is cut only when the whole budget
+    is at risk (the 30-minute run showed per-job deadlines cutting epochs with minutes left over)."""
+    cost = [by_name[j.arch].seconds / by_name[j.arch].folds if j in todo else 0.0 for j in mine]
+    return [end - sum(cost[i + 1:]) - by_name[j.arch].finish_s if j in todo else None
+            for i, j in enumerate(mine)]

@@ -94,13 +94,11 @@ def check_fits_fer(name: str, model: torch.nn.Module) -> None:
         model.train(was_training)
 
 
-def load_checkpoint(path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """A self-describing best.pt (model name and kwargs inside) -> (model on device, channels_last; its dict).
-    weights_only=True: a checkpoint from a shared folds/ cannot run code."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = create_model(saved["model"], saved.get("drop_rate"))
-    model.load_state_dict(saved["state_dict"])
-    return model.to(device, memory_format=torch.channels_last), saved
+def net_from_best(saved: dict, device: torch.device) -> torch.nn.Module:
+    """A best.pt's dict (artifacts.load_best: arch and kwargs inside) -> its net on device, channels_last."""
+    net = create_model(saved["model"], saved.get("drop_rate"))
+    net.load_state_dict(saved["state_dict"])
+    return net.to(device, memory_format=torch.channels_last)
 
 
 # ---------------------------------------------------------------- the parts of a run

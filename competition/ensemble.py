@@ -1,11 +1,11 @@
 """Ensemble: fold logits -> one submission, with a local leaderboard row.
 
     python -m competition.ensemble                                   # every model with a finished fold
-    python -m competition.ensemble --models bn_cnn,resnet_cbam --weights oof --average probs
-    python -m competition.ensemble --models bn_cnn --allow-missing   # use the folds that are done
+    python -m competition.ensemble --members bn_cnn,resnet_cbam --weights oof --average probs
+    python -m competition.ensemble --members bn_cnn --allow-missing   # use the folds that are done
     python -m competition.ensemble --combiner auto                   # average or stack, the higher OOF
-    python -m competition.ensemble --models bn_cnn,bn_cnn.s1 --refit-share 0.5   # seeds; refits mixed in
-    python -m competition.ensemble --models bn_cnn.student           # a refit-only student, alone
+    python -m competition.ensemble --members bn_cnn,bn_cnn.s1 --refit-share 0.5   # seeds; refits mixed in
+    python -m competition.ensemble --members bn_cnn.student           # a refit-only student, alone
 
 Each model's test logits are the mean over its folds (TTA already applied by competition.train_folds);
 models are then combined with equal weights, or with weights fitted on out-of-fold predictions only:
@@ -31,8 +31,6 @@ atomically) and appends a row to submissions/leaderboard.csv: OOF accuracy, and 
 row says `stack` under average and n/a under weights.
 """
 import argparse
-import csv
-import io
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,18 +38,16 @@ from pathlib import Path
 import numpy as np
 
 from competition import artifacts, paths
-from competition.artifacts import ModelLogits
-from competition.atomic import atomic_write_text, file_lock
+from competition.artifacts import LEADERBOARD_COLUMNS, MemberLogits  # noqa: F401 (the row's columns, for readers)
 from competition.blending import (AVERAGES, COMBINERS, REFIT_SHARE, accuracy, combine, common_oof, fit_weights,
                                   score, stack, with_refit)
 from competition.data import load_dataset
-from competition.errors import SettingsError, run_command
+from competition.errors import OldSpelling, SettingsError, run_command
 from competition.folds import load_folds
 from scipy.special import softmax
 
 from competition.submission import format_submission, write_submission
 
-LEADERBOARD_COLUMNS = ("file", "models", "weights", "average", "oof", "public", "private", "time")
 
 
 def fmt(acc: float | None) -> str:
@@ -67,30 +63,16 @@ def leaderboard_row(file: str, models: list[str], weights, average: str, scores:
 
 # ---------------------------------------------------------------- the command
 
-def table(models: list[ModelLogits], weights, scores: list[dict], ensemble: dict) -> str:
+def table(models: list[MemberLogits], weights, scores: list[dict], ensemble: dict) -> str:
     lines = [f"{'member':20s} {'folds':>15s} {'weight':>7s} {'oof':>7s} {'public':>7s} {'private':>7s}"]
     weights = [None] * len(models) if weights is None else weights
-    named = [(m.model, ",".join(map(str, m.folds)) + ("+refit" if m.refit_share else ""),
+    named = [(m.member, ",".join(map(str, m.folds)) + ("+refit" if m.refit_share else ""),
               "-" if w is None else f"{w:.4f}", s)
              for m, w, s in zip(models, weights, scores)]
     for name, folds, weight, s in named + [("ensemble", "", "", ensemble)]:
         lines.append(f"{name:20s} {folds:>15s} {weight:>7s} {fmt(s['oof']):>7s} {fmt(s['public']):>7s} "
                      f"{fmt(s['private']):>7s}")
     return "\n".join(lines)
-
-
-def append_leaderboard(row: dict) -> Path:
-    """Read, add a row, write atomically, under a lock: two ensembles at once both keep their rows."""
-    path = paths.submissions_dir() / "leaderboard.csv"
-    with file_lock(path.with_name(".leaderboard.lock")):
-        old = path.read_text() if path.exists() else ""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, LEADERBOARD_COLUMNS, lineterminator="\n")
-        if not old:
-            writer.writeheader()
-        writer.writerow(row)
-        atomic_write_text(path, old + buffer.getvalue())
-    return path
 
 
 def new_submission_path(models: list[str], now: datetime) -> Path:
@@ -101,7 +83,7 @@ def new_submission_path(models: list[str], now: datetime) -> Path:
     return path
 
 
-def choose_combiner(models: list[ModelLogits], combiner: str, oof, test, labels, average: str):
+def choose_combiner(models: list[MemberLogits], combiner: str, oof, test, labels, average: str):
     """(OOF, test, average column) of the combiner asked for; auto compares the two on OOF accuracy only."""
     if combiner == "average":
         return oof, test, average
@@ -116,31 +98,33 @@ def choose_combiner(models: list[ModelLogits], combiner: str, oof, test, labels,
 
 
 def load_members(names: list[str], students: list[str], allow_missing: bool, fold_of_row, data,
-                 refit_share: float) -> list[ModelLogits]:
+                 refit_share: float) -> list[MemberLogits]:
     if students and len(names) > 1:
         raise SettingsError(f"{students}: students (trained against a teacher) can't be weighted on OOF beside "
                             f"other members: their OOF saw the teacher's labels of every fold. Submit a student "
-                            f"alone: --models {students[0]}")
-    models = [with_refit(artifacts.load_model(name, allow_missing, fold_of_row), refit_share) for name in names]
+                            f"alone: --members {students[0]}")
+    models = [artifacts.load_member(name, allow_missing, fold_of_row) for name in names]
+    models = [with_refit(m, artifacts.refit_test_logits(m.member, len(m.test_logits)) if refit_share else None,
+                         refit_share) for m in models]
     for m in models:
         artifacts.check_against(m, data)
         for f in m.folds:
-            print(f"in: {m.model} fold{f}  val_acc {m.fold_val_acc[f]:.4f}  "
-                  f"best epoch {m.done[f].get('best_epoch')} of {m.done[f].get('epochs_run')}")
+            print(f"in: {m.member} fold{f}  val_acc {m.fold_val_acc[f]:.4f}  "
+                  f"best epoch {m.done[f].best_epoch} of {m.done[f].epochs_run}")
         if m.refit_share:
-            print(f"in: {m.model} refit, {m.refit_share:g} of its test logits (--refit-share)")
+            print(f"in: {m.member} refit, {m.refit_share:g} of its test logits (--refit-share)")
     return models
 
 
-def member_label(m: ModelLogits) -> str:
-    return m.model + (f"[refit {m.refit_share:g}]" if m.refit_share else "")
+def member_label(m: MemberLogits) -> str:
+    return m.member + (f"[refit {m.refit_share:g}]" if m.refit_share else "")
 
 
 def refit_only(name: str, data) -> tuple[np.ndarray, dict]:
     """A member with a refit and no finished fold (a student): its test logits; no OOF score exists."""
     test = artifacts.refit_test_logits(name, len(data.test_labels))
     if test is None:
-        artifacts.load_model(name)  # raises: no finished fold, and no refit either
+        artifacts.load_member(name)  # raises: no finished fold, and no refit either
     scores = score(test[:0], np.zeros(0, np.int64), test, data)
     print(f"{name}: refit only (no folds), so no OOF score; PublicTest {fmt(scores['public'])}")
     return test, scores
@@ -153,39 +137,39 @@ def run(names: list[str], weighting: str, average: str, allow_missing: bool, com
     k = artifacts.fold_count()
     if len(names) == 1 and not artifacts.finished_folds(names[0], k) and artifacts.FoldFiles(names[0], None).is_done():
         test, ensemble = refit_only(names[0], data)
-        weights, labels, average = None, names, "refit"
+        weights, shown, average = None, names, "refit"
     else:
         students = [n for n in names if artifacts.is_student(n, k)]
         models = load_members(names, students, allow_missing, fold_of_row, data, refit_share)
         weights = fit_weights(models, average) if weighting == "oof" else np.full(len(models), 1 / len(models))
-        rows, labels_oof, _ = common_oof(models)
+        rows, labels, _ = common_oof(models)
         oof, test = combine(models, weights, average)
-        oof, test, average = choose_combiner(models, combiner, oof, test, labels_oof, average)
+        oof, test, average = choose_combiner(models, combiner, oof, test, labels, average)
         weights = None if average == "stack" else weights
-        ensemble = score(oof, labels_oof, test, data)
+        ensemble = score(oof, labels, test, data)
         per_model = [score(m.oof_logits, m.oof_labels, m.test_logits, data) for m in models]
         how = ("stacked: logistic regression on the logits" if weights is None
                else f"{weighting} weights, averaging {average}")
         print(f"\n{how}; ensemble OOF over {len(rows)} Training rows\n")
         print(table(models, weights, per_model, ensemble))
-        labels = [member_label(m) for m in models]
+        shown = [member_label(m) for m in models]  # the leaderboard row's members
         if not students:
-            artifacts.save_teacher(paths.submissions_dir() / artifacts.TEACHER, rows,
+            artifacts.save_teacher(artifacts.teacher_path(), rows,
                                    softmax(oof.astype(np.float64), axis=1), names)
     now = datetime.now(timezone.utc)
     path = new_submission_path(names, now)
     text = format_submission(test.argmax(1), data.example_submission)
-    latest_path = paths.submissions_dir() / "submission.csv"
+    latest_path = artifacts.latest_submission()
     write_submission(text, len(data.test_labels), path, *([latest_path] if latest else []))
-    row = leaderboard_row(path.name, labels, weights, average, ensemble, now.isoformat(timespec="seconds"))
-    board = append_leaderboard(row)
+    row = leaderboard_row(path.name, shown, weights, average, ensemble, now.isoformat(timespec="seconds"))
+    board = artifacts.append_leaderboard(row)
     print(f"\nwrote {path}{f' and {latest_path}' if latest else ''} ({len(test)} rows); appended a row to {board}")
     return path
 
 
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", help="comma-separated members (default: every member with a finished fold, "
+    parser.add_argument("--members", help="comma-separated members (default: every member with a finished fold, "
                                          "students excepted)")
     parser.add_argument("--weights", choices=("equal", "oof"), default="equal", help="equal, or fitted on OOF log loss")
     parser.add_argument("--average", choices=AVERAGES, default="logits", help="average logits or probabilities")
@@ -197,9 +181,10 @@ def _main(argv=None) -> int:
                              "0 = ignore refits")
     parser.add_argument("--keep-latest", action="store_true",
                         help="leave submissions/submission.csv as it is (write only the dated file and the row)")
+    parser.add_argument("--models", dest="members", action=OldSpelling, new="--members", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    names = ([n.strip() for n in args.models.split(",") if n.strip()] if args.models
-             else [n for n in artifacts.available_models() if not artifacts.is_student(n)])  # students go alone
+    names = ([n.strip() for n in args.members.split(",") if n.strip()] if args.members
+             else [n for n in artifacts.available_members() if not artifacts.is_student(n)])  # students go alone
     if not names:
         raise SettingsError(f"no model under {paths.folds_dir()} has a finished fold. Train one: ./run.sh train")
     run(names, args.weights, args.average, args.allow_missing, args.combiner, args.refit_share, not args.keep_latest)

@@ -8,6 +8,7 @@ the harness or a library: it keeps its traceback and exits 1, so it is never hid
     from competition.errors import UserError, run_command
     sys.exit(run_command(main))
 """
+import argparse
 import sys
 import traceback
 
@@ -27,6 +28,19 @@ class UserError(Exception):
 
 class SettingsError(UserError):
     """Flags, recipes or an existing run's settings that do not fit together."""
+
+
+class OldSpelling(argparse.Action):
+    """A flag's old spelling, kept working: it sets the new flag's value and says once that it was renamed.
+        p.add_argument("--seed", dest="seeds", action=OldSpelling, new="--seeds", help=argparse.SUPPRESS)"""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is now {self.new} (the old spelling still works)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def run_command(main, argv=None) -> int:

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import models
-from competition import artifacts, ensemble, paths
+from competition import artifacts, ensemble
 from competition.recipes import get_recipe
 from competition.train_folds import Job, Settings, train
 
-STUDENT = "student"  # the tag of a student member (train_folds --teacher)
 REFIT_ROWS = 1.25  # a refit trains on k/(k-1) as many rows as a fold (5 folds)
 
 
@@ -79,7 +78,7 @@ def ensemble_node(place: Place, members: tuple[str, ...], allow_missing: bool, o
 
 def cost(job: Job, epochs: int, device_type: str) -> float:
     """Epochs x the architecture's cost per image on this device (models.facts) x the rows it trains."""
-    return epochs * models.facts(job.model).image_cost[device_type] * (REFIT_ROWS if job.fold is None else 1.0)
+    return epochs * models.facts(job.arch).image_cost[device_type] * (REFIT_ROWS if job.fold is None else 1.0)
 
 
 def build(archs: list[str], seeds: list[int], folds: list[int], settings: Settings, shape: Shape,
@@ -90,11 +89,11 @@ def build(archs: list[str], seeds: list[int], folds: list[int], settings: Settin
     epochs = {a: get_recipe(settings.recipe, a, dict(settings.overrides), device_type).epochs
               for a in {*archs, *([distill] if distill else [])}}
     jobs = [Job(a, f, s) for s in seeds for a in archs for f in folds]
-    costs = {j: cost(j, epochs[j.model], device_type) for j in jobs}
+    costs = {j: cost(j, epochs[j.arch], device_type) for j in jobs}
 
     def training(key, these, s=settings, after=()):
         return Node(key, train_node, (tuple(these), s), tuple(after), shape.gpu_share, shape.cpus,
-                    sum(costs.get(j) or cost(j, epochs[j.model], device_type) for j in these))
+                    sum(costs.get(j) or cost(j, epochs[j.arch], device_type) for j in these))
 
     if shape.one_call:  # one process trains them in sequence and shares the budget's minutes out (fit_budget)
         nodes = [training("train " + ", ".join(j.files.what for j in jobs), jobs)]
@@ -104,7 +103,7 @@ def build(archs: list[str], seeds: list[int], folds: list[int], settings: Settin
         nodes = [training(j.files.what, [j], share(j) if share else settings) for j in jobs]
     if refit:  # each member's refit after the nodes that train its folds
         firsts = [j for j in jobs if j.fold == folds[0]]
-        nodes += [training(f"{j.member} refit", [Job(j.model, None, j.seed)],
+        nodes += [training(f"{j.member} refit", [Job(j.arch, None, j.seed)],
                            after=[n.key for n in nodes if any(x.member == j.member for x in n.args[0])])
                   for j in firsts]
     everything = tuple(n.key for n in nodes)
@@ -112,8 +111,8 @@ def build(archs: list[str], seeds: list[int], folds: list[int], settings: Settin
     nodes.append(Node("ensemble", ensemble_node, (members, allow_missing, bool(settings.stop_at), True),
                       everything, inline=True))
     if distill:
-        student = Job(distill, None, seeds[0], STUDENT)
-        teacher = replace(settings, teacher=paths.submissions_dir() / artifacts.TEACHER, budget=0.0)
+        student = Job(distill, None, seeds[0], artifacts.STUDENT)
+        teacher = replace(settings, teacher=artifacts.teacher_path(), budget=0.0)
         nodes.append(training(f"{student.member} (student)", [student], teacher, after=["ensemble"]))
         nodes.append(Node(f"{student.member} submission", ensemble_node, ((student.member,), False, False, False),
                           (nodes[-1].key,), inline=True))

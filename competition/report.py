@@ -2,8 +2,8 @@
 
     python -m competition.report                                    # reports/latest/report.md
     python -m competition.report --out reports/example              # the README's example report
-    python -m competition.report --models bn_cnn,resnet_cbam48      # only these members
-    python -m competition.report --models bn_cnn,bn_cnn.s1,bn_cnn.s2,bn_cnn.student   # seeds, a student
+    python -m competition.report --members bn_cnn,resnet_cbam48      # only these members
+    python -m competition.report --members bn_cnn,bn_cnn.s1,bn_cnn.s2,bn_cnn.student   # seeds, a student
 
 Nothing is retrained. Every number and figure comes from folds/<member>/fold<k>/ and folds/<member>/refit/
 (oof.npz, test.npz, log.csv, done.json, config.json) through competition.artifacts, plus each architecture's
@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from matplotlib.figure import Figure  # no pyplot: figures are drawn by Agg straight to PNG, no display, no state
 from matplotlib.ticker import MaxNLocator
@@ -42,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from competition import CLASSES, NUM_CLASSES, artifacts, blending, paths
 from competition.data import FerData, load_dataset
-from competition.errors import UserError, run_command
+from competition.errors import OldSpelling, UserError, run_command
 from competition.folds import load_folds
 from competition.report_markdown import MISTAKES_PNG, render
 from models import MODEL_NAMES, STUDY_MODELS, facts  # importing models registers them with timm
@@ -51,6 +50,7 @@ from models.fer import IMAGE_SIZE, IN_CHANS
 
 AVERAGE = "logits"  # how the ensemble combines models, as competition.ensemble's default
 MISTAKES = 16  # images in the confident-mistakes grid
+LEADERBOARD_ROWS = 10  # the last rows of the local leaderboard that the report shows
 OPTIMISTIC = "optimistic: its soft targets came from a teacher whose folds saw these labels"
 
 
@@ -69,7 +69,7 @@ def size_of(model_name: str) -> tuple[int, int]:
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() // 2
 
 
-def step(name: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, data: FerData,
+def ladder_row(name: str, oof: np.ndarray, labels: np.ndarray, test: np.ndarray, data: FerData,
          runs: list[tuple[str, int | None]], note: str = "") -> dict:
     """One ladder row: OOF accuracy over `labels`' rows, PublicTest and PrivateTest accuracy (None: unknown),
     what its training cost (`runs`), and a note on its OOF figure where it is not a plain one."""
@@ -87,13 +87,13 @@ def per_class(logits: np.ndarray, labels: np.ndarray) -> dict:
 def model_numbers(ml, data: FerData) -> dict:
     """What the study reported (an architecture's own member only), size, train vs fold-validation accuracy
     (done.json, per fold), OOF and test accuracy, per class."""
-    arch = artifacts.arch_of(ml.model)
+    arch = artifacts.arch_of(ml.member)
     params, macs = size_of(arch)
-    train = np.array([ml.done[f]["train_acc"] for f in ml.folds])
-    val = np.array([ml.done[f]["val_acc"] for f in ml.folds])
-    return {"arch": arch, "study": facts(ml.model).study, "folds": list(ml.folds), "params": params, "macs": macs,
-            "best_epoch": [ml.done[f]["best_epoch"] for f in ml.folds],
-            "epochs_run": [ml.done[f]["epochs_run"] for f in ml.folds],
+    train = np.array([ml.done[f].train_acc for f in ml.folds])
+    val = np.array([ml.done[f].val_acc for f in ml.folds])
+    return {"arch": arch, "study": facts(ml.member).study, "folds": list(ml.folds), "params": params, "macs": macs,
+            "best_epoch": [ml.done[f].best_epoch for f in ml.folds],
+            "epochs_run": [ml.done[f].epochs_run for f in ml.folds],
             "train_acc_folds": train.tolist(), "val_acc_folds": val.tolist(),
             "train_acc": float(train.mean()), "train_acc_std": float(train.std()),
             "val_acc": float(val.mean()), "val_acc_std": float(val.std()), "gap": float(train.mean() - val.mean()),
@@ -101,14 +101,13 @@ def model_numbers(ml, data: FerData) -> dict:
             "per_class": per_class(ml.oof_logits, ml.oof_labels)}
 
 
-# ---------------------------------------------------------------- what a step costs
+# ---------------------------------------------------------------- what a ladder row costs
 
 def run_cost(member: str, fold: int | None) -> tuple[float | None, str]:
     """(training-loop seconds from done.json, device type from config.json) of one finished fold or refit."""
     files = artifacts.FoldFiles(member, fold)
-    config = files / artifacts.CONFIG
-    device = json.loads(config.read_text()).get("device") if config.exists() else None
-    return artifacts.read_done(files).get("seconds"), str(device or "unknown").split(":")[0]
+    device = artifacts.read_config(files).get("device")
+    return artifacts.read_done(files).seconds, str(device or "unknown").split(":")[0]
 
 
 def cost(runs: list[tuple[str, int | None]]) -> dict:
@@ -127,7 +126,7 @@ def minutes_of(seconds: list[float | None]) -> float | None:
 
 def member_runs(ml) -> list[tuple[str, int | None]]:
     """The runs behind a member's logits: its finished folds, and its refit when that is mixed in."""
-    return [(ml.model, f) for f in ml.folds] + ([(ml.model, None)] if ml.refit_share else [])
+    return [(ml.member, f) for f in ml.folds] + ([(ml.member, None)] if ml.refit_share else [])
 
 
 def group_runs(models: list) -> list[tuple[str, int | None]]:
@@ -141,19 +140,20 @@ def model_ladder(ml, data: FerData, fold_of_row: np.ndarray) -> list[dict]:
     costs no training, so its row costs what the fold average does."""
     first = ml.folds[0]
     in_first = fold_of_row[ml.oof_rows] == first
-    first_test = artifacts.read_npz(artifacts.FoldFiles(ml.model, first) / artifacts.TEST)["logits_plain"]
+    first_test = artifacts.read_npz(artifacts.FoldFiles(ml.member, first) / artifacts.TEST)["logits_plain"]
     runs = member_runs(ml)
-    return [step(f"{ml.model}: one fold (fold {first})", ml.oof_logits_plain[in_first], ml.oof_labels[in_first],
-                 first_test, data, [(ml.model, first)]),
-            step(f"{ml.model}: {len(ml.folds)}-fold average", ml.oof_logits_plain, ml.oof_labels,
+    return [ladder_row(f"{ml.member}: one fold (fold {first})", ml.oof_logits_plain[in_first], ml.oof_labels[in_first],
+                 first_test, data, [(ml.member, first)]),
+            ladder_row(f"{ml.member}: {len(ml.folds)}-fold average", ml.oof_logits_plain, ml.oof_labels,
                  ml.test_logits_plain, data, runs),
-            step(f"{ml.model}: + TTA", ml.oof_logits, ml.oof_labels, ml.test_logits, data, runs)]
+            ladder_row(f"{ml.member}: + TTA", ml.oof_logits, ml.oof_labels, ml.test_logits, data, runs)]
 
 
 def seed_groups(loaded: dict, k: int) -> tuple[dict[str, list], list[str]]:
     """({base member: its seed members with all k folds}, lines on seed members left out): `bn_cnn.s1` joins
     `bn_cnn` when both are loaded; any other member is a base of its own."""
-    base_of = {name: base for name in loaded if (base := artifacts.seed_base(name)) in loaded}
+    bases = {name: artifacts.Member.parse(name).seed_base for name in loaded}
+    base_of = {name: base.name for name, base in bases.items() if base and base.name in loaded}
     groups = {name: [] for name in loaded if name not in base_of}
     missing = []
     for name, base in base_of.items():
@@ -168,7 +168,12 @@ def blend_step(name: str, models: list, data: FerData, note: str = "") -> dict:
     """Equal-weight logit average of `models` as a ladder row, OOF on the rows they all predicted."""
     _, labels, _ = blending.common_oof(models)
     oof, test = blending.combine(models, np.full(len(models), 1 / len(models)), AVERAGE)
-    return {**step(name, oof, labels, test, data, group_runs(models), note), "models": [m.model for m in models]}
+    return {**ladder_row(name, oof, labels, test, data, group_runs(models), note), "models": [m.member for m in models]}
+
+
+def with_refit(ml):
+    """The member with its finished refit mixed in at the ensemble's default share (blending.with_refit)."""
+    return blending.with_refit(ml, artifacts.refit_test_logits(ml.member, len(ml.test_logits)))
 
 
 def share_text(share: float) -> str:
@@ -179,13 +184,13 @@ def seeds_and_refit(base, seeds: list, data: FerData) -> list[dict]:
     """'+ seeds' when the base has complete seed members, then '+ refit' when any of them has a finished
     refit: blending.with_refit's test logits, the OOF unchanged (a refit has none)."""
     group = [base, *seeds]
-    rows = [blend_step(f"{base.model}: + seeds, {len(group)} averaged", group, data)] if seeds else []
-    mixed = [blending.with_refit(ml) for ml in group]
+    rows = [blend_step(f"{base.member}: + seeds, {len(group)} averaged", group, data)] if seeds else []
+    mixed = [with_refit(ml) for ml in group]
     refits = [ml for ml in mixed if ml.refit_share]
     if refits:
         some = "" if len(refits) == len(group) else f", {len(refits)} of {len(group)} members"
-        rows.append({**blend_step(f"{base.model}: + refit (share {share_text(refits[0].refit_share)}{some})", mixed,
-                                  data, "the folds' OOF: a refit has none"), "refits": [ml.model for ml in refits]})
+        rows.append({**blend_step(f"{base.member}: + refit (share {share_text(refits[0].refit_share)}{some})", mixed,
+                                  data, "the folds' OOF: a refit has none"), "refits": [ml.member for ml in refits]})
     return rows
 
 
@@ -196,16 +201,16 @@ def ensemble_ladder(complete: list, data: FerData) -> list[dict]:
     if len(complete) > 1:
         weightings["OOF-fitted weights"] = np.asarray(blending.fit_weights(complete, AVERAGE))
     _, labels, _ = blending.common_oof(complete)
-    runs, names = group_runs(complete), [ml.model for ml in complete]
-    refits = {"refits": [ml.model for ml in complete if ml.refit_share]}
+    runs, names = group_runs(complete), [ml.member for ml in complete]
+    refits = {"refits": [ml.member for ml in complete if ml.refit_share]}
     rows = []
     for label, weights in weightings.items():
         oof, test = blending.combine(complete, weights, AVERAGE)
-        rows.append({**step(f"ensemble, {label}", oof, labels, test, data, runs), "models": names,
+        rows.append({**ladder_row(f"ensemble, {label}", oof, labels, test, data, runs), "models": names,
                      "weights": weights.tolist(), **refits})
     if len(complete) > 1:
         oof, test = blending.stack(complete)
-        rows.append({**step("ensemble, stacked (logistic regression)", oof, labels, test, data, runs),
+        rows.append({**ladder_row("ensemble, stacked (logistic regression)", oof, labels, test, data, runs),
                      "models": names, "weights": None, **refits})
     return rows
 
@@ -214,7 +219,7 @@ def teacher_runs(student: str, k: int) -> tuple[list[tuple[str, int]], str]:
     """(the fold runs of the ensemble a student learned from, what the row says of it), read from
     submissions/teacher.npz when that file is still its teacher (the sha1 in the student's config.json)."""
     sha1 = (artifacts.member_config(student, k).get("teacher") or {}).get("sha1")
-    path = paths.submissions_dir() / artifacts.TEACHER
+    path = artifacts.teacher_path()
     if not path.exists() or artifacts.teacher_sha1(path) != sha1:
         return [], f"its teacher's runs are not counted: {artifacts.TEACHER} is no longer its teacher"
     members = [str(m) for m in artifacts.read_npz(path)["members"]]
@@ -226,16 +231,17 @@ def student_row(name: str, k: int, fold_of_row: np.ndarray, data: FerData) -> di
     refit mixed in; refit only, PublicTest from the refit and no OOF. Its teacher's runs count in its cost."""
     teacher, said = teacher_runs(name, k)
     if artifacts.finished_folds(name, k):
-        ml = blending.with_refit(artifacts.load_model(name, allow_missing=True, fold_of_row=fold_of_row))
+        ml = with_refit(artifacts.load_member(name, allow_missing=True, fold_of_row=fold_of_row))
         artifacts.check_against(ml, data)
         refit = f" + refit (share {share_text(ml.refit_share)})" if ml.refit_share else ""
         label = f"distilled student {name}{refit}"
-        row = step(label, ml.oof_logits, ml.oof_labels, ml.test_logits, data, member_runs(ml) + teacher, OPTIMISTIC)
+        row = ladder_row(label, ml.oof_logits, ml.oof_labels, ml.test_logits, data, member_runs(ml) + teacher,
+                         OPTIMISTIC)
         return {**row, "teacher": said}
     test = artifacts.refit_test_logits(name, len(data.test_labels))
     if test is None:
         return None
-    row = step(f"distilled student {name}", test[:0], np.zeros(0, np.int64), test, data, [(name, None)] + teacher,
+    row = ladder_row(f"distilled student {name}", test[:0], np.zeros(0, np.int64), test, data, [(name, None)] + teacher,
                "refit only")
     return {**row, "teacher": said}
 
@@ -271,8 +277,8 @@ def mistakes_source(loaded: dict, complete: list, numbers: dict) -> tuple[str, n
         rows, labels, _ = blending.common_oof(complete)
         oof, _ = blending.combine(complete, np.full(len(complete), 1 / len(complete)), AVERAGE)
         return f"ensemble of {len(complete)}, equal weights", oof, labels, rows
-    best = max(loaded.values(), key=lambda ml: numbers[ml.model]["oof"])
-    return f"{best.model}, TTA", best.oof_logits, best.oof_labels, best.oof_rows
+    best = max(loaded.values(), key=lambda ml: numbers[ml.member]["oof"])
+    return f"{best.member}, TTA", best.oof_logits, best.oof_labels, best.oof_rows
 
 
 def confident_mistakes(logits: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> list[dict]:
@@ -301,14 +307,14 @@ def fold_problem(model: str, fold: int) -> str:
     return "not started" if not folder.is_dir() else "started, no done.json (interrupted or running)"
 
 
-def load_models(names: list[str], k: int, fold_of_row: np.ndarray) -> tuple[dict, list[str]]:
-    """({model: ModelLogits} for models with at least one complete fold, lines saying what is missing)."""
+def load_members(names: list[str], k: int, fold_of_row: np.ndarray) -> tuple[dict, list[str]]:
+    """({member: MemberLogits} for members with at least one complete fold, lines saying what is missing)."""
     loaded, missing = {}, []
     for name in names:
         if not artifacts.finished_folds(name, k):
             missing.append(f"{name}: no complete fold of {k} (train it: `./run.sh train --model {name}`)")
             continue
-        loaded[name] = ml = artifacts.load_model(name, allow_missing=True, fold_of_row=fold_of_row)
+        loaded[name] = ml = artifacts.load_member(name, allow_missing=True, fold_of_row=fold_of_row)
         missing += [f"{name} fold {f}: {fold_problem(name, f)}" for f in range(k) if f not in ml.folds]
     return loaded, missing
 
@@ -316,7 +322,7 @@ def load_models(names: list[str], k: int, fold_of_row: np.ndarray) -> tuple[dict
 def ensemble_members(loaded: dict, k: int, allow_missing: bool) -> tuple[list, list[str]]:
     """(the members with all k folds, or every loaded one with allow_missing, each with its refit mixed in as
     blending.with_refit does; lines on what is left out or partial)."""
-    complete = [blending.with_refit(ml) for ml in loaded.values() if allow_missing or len(ml.folds) == k]
+    complete = [with_refit(ml) for ml in loaded.values() if allow_missing or len(ml.folds) == k]
     partial = [name for name, ml in loaded.items() if len(ml.folds) < k]
     missing = ([f"{name}: in the ensemble with its finished folds only (--allow-missing)" for name in partial]
                if allow_missing else [f"{name}: left out of the ensemble (incomplete folds)" for name in partial])
@@ -331,7 +337,7 @@ def plot_curves(model: str, folds: list[int], path: Path) -> None:
     fig = Figure(figsize=(10, 4))
     loss_ax, acc_ax = fig.subplots(1, 2)
     for i, fold in enumerate(folds):
-        log = pd.read_csv(artifacts.FoldFiles(model, fold) / artifacts.LOG)
+        log = artifacts.read_log(artifacts.FoldFiles(model, fold))
         for ax, key in ((loss_ax, "loss"), (acc_ax, "acc")):
             ax.plot(log["epoch"], log[f"train_{key}"], color=f"C{i}", label=f"fold {fold} train")
             ax.plot(log["epoch"], log[f"val_{key}"], color=f"C{i}", linestyle="--", label=f"fold {fold} val")
@@ -387,7 +393,7 @@ def build(folder: Path, names: list[str], allow_missing: bool = False) -> dict:
     fold_of_row = load_folds(len(data.train_labels))
     k = artifacts.fold_count()
     students = [name for name in names if artifacts.is_student(name, k)]  # their own ladder rows only
-    loaded, missing = load_models([name for name in names if name not in students], k, fold_of_row)
+    loaded, missing = load_members([name for name in names if name not in students], k, fold_of_row)
     if not loaded:
         raise ReportError("no model has a complete fold:\n  " + "\n  ".join(missing))
     for ml in loaded.values():
@@ -401,6 +407,7 @@ def build(folder: Path, names: list[str], allow_missing: bool = False) -> dict:
          "ladder": steps}
     source, oof, labels, rows = mistakes_source(loaded, complete, n["models"])
     n["mistakes"] = {"source": source, "images": confident_mistakes(oof, labels, rows)}
+    n["leaderboard"] = artifacts.leaderboard_rows(LEADERBOARD_ROWS)
     draw(folder, loaded, n, data.train_images)
     (folder / "report.json").write_text(json.dumps(n, indent=1) + "\n")  # the folder is what is atomic
     (folder / "report.md").write_text(render(n))
@@ -454,13 +461,14 @@ def check_out(out: Path) -> None:
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="report folder (default reports/latest)")
-    parser.add_argument("--models", default=None,
+    parser.add_argument("--members", default=None,
                         help=f"comma-separated members: {','.join(MODEL_NAMES)} or any folder under folds/ "
                              f"(default: the study's three and every member with runs)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="build the ensemble from finished folds even where some are missing (listed anyway)")
+    parser.add_argument("--models", dest="members", action=OldSpelling, new="--members", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else default_models()
+    names = [m.strip() for m in args.members.split(",") if m.strip()] if args.members else default_models()
     unknown = [m for m in names if m not in MODEL_NAMES and not (paths.folds_dir() / m).is_dir()]
     if unknown:
         parser.error(f"unknown model(s) {unknown}: not {', '.join(MODEL_NAMES)} nor a member folder under "

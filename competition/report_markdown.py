@@ -4,19 +4,18 @@
 
 Kept apart from competition.report so that the wording and layout of the report can change without touching
 how a number is made, and the reverse. Everything here is a function of the numbers dict (report.json's
-content) and, for the Submissions section, of submissions/leaderboard.csv: no logits, no models, no figures.
+content, the local leaderboard's last rows included): it reads no file; no logits, no models, no figures.
 The reference points (2013 winner, humans) live here, as they are only ever printed; the study's own reported
 results come with each model's numbers (its model file's facts).
 """
 import numpy as np
-import pandas as pd
 
-from competition import CLASSES, paths
-from competition.budget import JUDGE_EPOCHS
+from competition import CLASSES
 
 WINNER_PRIVATE = 0.7116  # the 2013 winner's PrivateTest score (Tang, CNN with a linear-SVM loss)
 HUMAN = 0.65  # human accuracy on FER2013, about 65% +- 5% (Goodfellow et al. 2013)
 MISTAKES_PNG = "confident_mistakes.png"  # dataset images: must not be committed
+JUDGE_EPOCHS = 10  # fewer epochs than this: the report says the model was not trained long enough to judge
 
 
 def pct(x: float | None) -> str:
@@ -150,13 +149,12 @@ def section_mistakes(n: dict) -> str:
                       f"`{MISTAKES_PNG}` is made of FER2013 images: it is not to be committed.", ""] + lines)
 
 
-def section_leaderboard() -> str:
-    path = paths.submissions_dir() / "leaderboard.csv"
-    if not path.exists():
+def section_leaderboard(n: dict) -> str:
+    rows = n.get("leaderboard") or []
+    if not rows:
         return "## Submissions\n\nNo submissions yet (`./run.sh ensemble` writes them)."
-    board = pd.read_csv(path, dtype=str, keep_default_na=False).tail(10)
-    return (f"## Submissions\n\nThe last rows of {path.name}, as competition.ensemble wrote them.\n\n"
-            + md_table(list(board.columns), board.values.tolist()))
+    return ("## Submissions\n\nThe last rows of the local leaderboard (submissions/), as competition.ensemble "
+            "wrote them.\n\n" + md_table(list(rows[0]), [list(row.values()) for row in rows]))
 
 
 def render(n: dict) -> str:
@@ -165,4 +163,4 @@ def render(n: dict) -> str:
             f"figure is computed from the saved logits and logs; report.json holds the tables' numbers.")
     models = ["## Per model\n\n" + "\n\n".join(section_model(name, m, n) for name, m in n["models"].items())]
     return "\n\n".join([head, section_missing(n), section_study(n), section_ladder(n), *models,
-                        section_mistakes(n), section_leaderboard()]) + "\n"
+                        section_mistakes(n), section_leaderboard(n)]) + "\n"

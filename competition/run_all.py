@@ -5,10 +5,9 @@
     ./run.sh all --quick --budget 60 --from <zip>                      # the same, sized to an hour
     ./run.sh all --device cuda          # the study's three + resnet_cbam48, 5 folds; 4 jobs share each GPU
     ./run.sh all --device cuda --seeds 0,1,2 --refit --distill bn_cnn   # more members, then one student
-
     ./run.sh all --runner ray --address HEAD:6379  # the same jobs as Ray tasks on a cluster (docs/ray.md)
 
-Every step skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
+Every stage skips what is already done (the dataset cache, folds.csv, finished folds, each fold's last
 finished epoch), so running the same command again after an interruption finishes the work without
 redoing it. Training is a job graph (competition.graph: folds, then each member's refit, the ensemble, the
 student), run by the local runner (competition.runner: worker processes in the graph's order; two on a 2-core
@@ -24,7 +23,6 @@ the ensemble; the student gets a dated submission and a leaderboard row of its o
 while submissions/submission.csv stays the ensemble's.
 """
 import argparse
-import csv
 import os
 import sys
 import time
@@ -36,14 +34,14 @@ from competition import artifacts, download, folds, graph, paths, ray_runner, re
 from competition.blending import accuracy
 from competition.device import add_precision_arg, wants_cuda
 from competition.errors import SettingsError, run_command
-from models import default_archs
+from models import default_archs, default_seeds
 
 QUICK_BUDGET = 30  # minutes: the newcomer's first run on a laptop-class CPU
 AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-minute run) and start-ups
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
 
 
-def step(title: str, fn, *args) -> None:
+def stage(title: str, fn, *args) -> None:
     print(f"\n=== {title}", flush=True)
     start = time.perf_counter()
     code = fn(*args)
@@ -87,7 +85,7 @@ def summary_table(members: list[str], wall_s: float, board_rows: int = 1, train_
                   nproc: int = 1, trained_since: float = float("inf")) -> str:
     """One table: per member its finished folds (+refit), epochs, img/s of one process, training seconds and
     OOF accuracy (TTA, over its finished folds); then the aggregate img/s (every image trained, over the
-    training step's wall time, counting the runs finished since `trained_since` (time.time()): with several
+    training stage's wall time, counting the runs finished since `trained_since` (time.time()): with several
     processes sharing a GPU, the figure to set beside the bench's),
     and the ensemble's (and student's) OOF and PublicTest from the last `board_rows` leaderboard rows."""
     k = artifacts.fold_count()
@@ -101,20 +99,18 @@ def summary_table(members: list[str], wall_s: float, board_rows: int = 1, train_
         if not runs:
             lines.append(f"{name:22s} {0:7d}   (nothing finished)")
             continue
-        ml = artifacts.load_model(name, allow_missing=True) if folds else None
+        ml = artifacts.load_member(name, allow_missing=True) if folds else None
         oof = f"{accuracy(ml.oof_logits, ml.oof_labels):7.4f}" if ml else f"{'n/a':>7s}"
-        speed = sum(d["images_per_s"] for d in runs) / len(runs)
-        images += sum(d["images_per_s"] * d["seconds"] for f, d in zip(files, runs)
-                      if (f / artifacts.DONE).stat().st_mtime >= trained_since)
+        speed = sum(d.images_per_s for d in runs) / len(runs)
+        images += sum(d.images_per_s * d.seconds for f, d in zip(files, runs)
+                      if f.finished_at() >= trained_since)
         lines.append(f"{name:22s} {str(len(folds)) + ('+refit' if refit else ''):>7s} "
-                     f"{sum(d['epochs_run'] for d in runs):6d} {speed:11.0f} {sum(d['seconds'] for d in runs):8.0f} {oof}")
+                     f"{sum(d.epochs_run for d in runs):6d} {speed:11.0f} {sum(d.seconds for d in runs):8.0f} {oof}")
     if train_wall_s > 0 and images:
         lines.append(f"training: {images:,.0f} images in {train_wall_s:.0f} s wall over {nproc} process(es): "
                      f"{images / train_wall_s:,.0f} img/s aggregate")
-    board = paths.submissions_dir() / "leaderboard.csv"
-    if board.exists():
-        for row in list(csv.DictReader(board.open()))[-board_rows:]:
-            lines.append(f"submission {row['file']} ({row['models']}): OOF {row['oof']}, PublicTest {row['public']}")
+    for row in artifacts.leaderboard_rows(board_rows):
+        lines.append(f"submission {row['file']} ({row['models']}): OOF {row['oof']}, PublicTest {row['public']}")
     lines.append(f"total wall time: {wall_s:.0f} s ({wall_s / 60:.1f} min)")
     return "\n".join(lines)
 
@@ -152,7 +148,8 @@ def _main(argv=None) -> int:
                    help="with --runner ray: the cluster's address (ray start --head prints it; default: a "
                         "Ray instance started on this machine for the run)")
     p.add_argument("--report", default=None, help="report folder name under reports/ (default: quick or full)")
-    p.add_argument("--seeds", default="0", help="comma list of seeds: one member per architecture and seed")
+    p.add_argument("--seeds", default=None, help="comma list of seeds: one member per architecture and seed "
+                                                 "(default: 0; with --quick 0,1,2: three air_fer members)")
     p.add_argument("--refit", action="store_true", help="also train each member on every Training row")
     p.add_argument("--distill", default=None, metavar="MODEL",
                    help="after the ensemble, train one MODEL student against its OOF probabilities")
@@ -165,17 +162,18 @@ def _main(argv=None) -> int:
                    help="training ends by then (`date +%%s`): running folds keep the epochs they have, jobs not "
                         "started are skipped; the ensemble and report use what finished")
     args = p.parse_args(argv)
-    archs = architectures(args.models, args.device, args.quick)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    members = [artifacts.member_name(m, "", s) for s in seeds for m in archs]
+    models = architectures(args.models, args.device, args.quick)
+    run = "quick" if args.quick else "cuda" if wants_cuda(args.device) else "cpu"
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else default_seeds(models, run)
+    members = [artifacts.Member(m, s).name for s in seeds for m in models]
     fold_list = args.folds or ("0" if args.quick else "all")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
     cuda = wants_cuda(args.device)
     # a CPU budget trains in one process (2 cores); on CUDA several share each GPU, each job with its share
     size = args.nproc or (1 if minutes and not cuda else workers(args.device, args.jobs_per_gpu))
     start = time.perf_counter()
-    step("data", get_data, args.source)
-    step("folds", make_folds, args.k)
+    stage("data", get_data, args.source)
+    stage("folds", make_folds, args.k)
     if minutes and (args.refit or args.distill):
         raise SettingsError("--refit and --distill train on every Training row with the folds' epochs; they "
                             "need all folds, so they don't combine with --quick/--budget.")
@@ -185,7 +183,7 @@ def _main(argv=None) -> int:
     cpus = args.cpus_per_job or max(1, (os.cpu_count() or 1) // size)  # this machine's cores over the workers
     shape = graph.Shape(size, 1 / args.jobs_per_gpu if cuda else 0.0, cpus, bool(minutes) and not cuda)
     partial = fold_list != "all" or bool(args.stop_at)
-    nodes = graph.build(archs, seeds, folds, settings, shape, args.refit, args.distill, partial,
+    nodes = graph.build(models, seeds, folds, settings, shape, args.refit, args.distill, partial,
                         "cuda" if cuda else "cpu")
     train_start, trained_since = time.perf_counter(), time.time()
     print(f"\n=== {len(nodes)} jobs on the {args.runner} runner "
@@ -202,10 +200,10 @@ def _main(argv=None) -> int:
             print("\nno fold finished before --stop-at: no ensemble, no report")
             return 0
     if args.distill:
-        members.append(artifacts.member_name(args.distill, graph.STUDENT, seeds[0]))
+        members.append(artifacts.Member(args.distill, seeds[0], artifacts.STUDENT).name)
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
-    step("report", report.main, ["--out", str(out), "--models", ",".join(members)]
-         + (["--allow-missing"] if partial else []))
+    stage("report", report.main, ["--out", str(out), "--members", ",".join(members)]
+          + (["--allow-missing"] if partial else []))
     print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, size,
                                trained_since))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
@@ -221,7 +219,8 @@ def train_settings(args, minutes: float | None) -> train_folds.Settings:
         overrides=(("epochs", args.epochs),) if args.epochs else (), device=args.device,
         aug=args.aug or ("tensor" if args.quick else "auto"),
         checkpoint_every=30.0 if args.checkpoint_every is None else args.checkpoint_every,
-        budget=round(minutes, 2) if minutes else 0.0, stop_at=args.stop_at, precision=args.precision, compile=args.compile)
+        budget=round(minutes, 2) if minutes else 0.0, stop_at=args.stop_at, precision=args.precision,
+        compile=args.compile)
 
 
 def main(argv=None) -> int:

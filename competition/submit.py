@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from competition import paths
+from competition import artifacts
 from competition.data import DataError, load_dataset
 from competition.errors import run_command
 from competition.kaggle_cli import submit
@@ -24,7 +24,7 @@ def _main(argv=None) -> int:
     parser.add_argument("file", nargs="?", type=Path, help="the submission (default: submissions/submission.csv)")
     parser.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     args = parser.parse_args(argv)
-    file = args.file or paths.submissions_dir() / "submission.csv"
+    file = args.file or artifacts.latest_submission()
     try:
         n_rows = len(load_dataset().test_labels)
     except DataError as err:

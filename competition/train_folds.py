@@ -5,7 +5,7 @@
     python -m competition.train_folds --model all --device cuda --set batch_size=1024
     python -m competition.train_folds --model resnet18                    # any timm architecture too
     python -m competition.train_folds --model bn_cnn,baseline_cnn --folds 0 --budget 20   # epochs sized to 20 min
-    python -m competition.train_folds --model bn_cnn --seed 0,1,2 --folds all,refit  # 3 members, each + a refit
+    python -m competition.train_folds --model bn_cnn --seeds 0,1,2 --folds all,refit  # 3 members, each + a refit
     python -m competition.train_folds --model bn_cnn --teacher submissions/teacher.npz --folds refit  # a student
 
 For each fold k: train on the other folds, validate on fold k after every epoch, keep the epoch with the best
@@ -32,35 +32,28 @@ finishes with the epochs it has when one more would end past it (done.json: stop
 started by then is skipped and listed, and its fold folder is left as it was, to resume later.
 """
 import argparse
-import json
 import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 import models
 from competition import artifacts, budget
-from competition.artifacts import BEST, CONFIG, DONE, LOG, LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
-from competition.atomic import atomic_write_text
-from competition.augment import view_count
+from competition.artifacts import LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
 from competition.data import load_dataset
 from competition.device import add_precision_arg, describe_precision, pick_device, pick_precision, tune_for
 from competition.engine import BatchSource, build, create_model, evaluate, make_scheduler, train_one_epoch
-from competition.errors import SettingsError, run_command
+from competition.errors import OldSpelling, SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
 from competition.recipes import RECIPES, Recipe, get_recipe, parse_overrides, scaled
-
-TRAIN_ACC_ROWS = 4096  # "clean train accuracy" on a fixed sample of the fold's training rows: it says the same
-# as all ~23,000 of them (a standard error under 0.8 points at 65%) for about a sixth of the inference
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -111,14 +104,15 @@ def versions() -> dict:
 @dataclass(frozen=True)
 class Job:
     """One thing to train: an architecture's fold (or its refit, fold None) for one seed and tag."""
-    model: str  # the architecture
+    arch: str
     fold: int | None
     seed: int = 0
     tag: str = ""
 
     @property
     def member(self) -> str:
-        return artifacts.member_name(self.model, self.tag, self.seed)
+        """The member's name (its folder under folds/)."""
+        return artifacts.Member(self.arch, self.seed, self.tag).name
 
     @property
     def files(self) -> FoldFiles:
@@ -132,7 +126,7 @@ class FoldRun:
                  checkpoint_every=30.0, provenance=None, deadline=None, teacher: artifacts.Teacher | None = None,
                  stop_at: float | None = None, precision: str = "auto", max_epochs: int | None = None,
                  compile_model: bool = False, node: str = ""):
-        self.job, self.name, self.fold, self.recipe, self.seed, self.device = (job, job.model, job.fold, recipe,
+        self.job, self.arch, self.fold, self.recipe, self.seed, self.device = (job, job.arch, job.fold, recipe,
                                                                               job.seed, device)
         self.files, self.data, self.show_progress = job.files, data, progress
         self.checkpoint_every, self.deadline, self.refit = checkpoint_every, deadline, job.fold is None
@@ -150,25 +144,25 @@ class FoldRun:
         self.val_images = data.train_rows(self.val_rows)
         self.val_labels = data.train_labels[self.val_rows]
         self.stop_after, self.teacher = recipe.epochs, teacher
-        self.config = {"model": job.model, "fold": job.fold, "recipe": recipe.name, "seed": job.seed,
+        self.config = {"model": job.arch, "fold": job.fold, "recipe": recipe.name, "seed": job.seed,
                        "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
                        "threads": torch.get_num_threads(), "precision": self.precision, "settings": asdict(recipe),
                        "step": asdict(scaled(recipe)), **(provenance or {}),
                        "teacher": teacher.provenance() if teacher else None}
         self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
 
-    def run(self) -> dict:
+    def run(self) -> artifacts.Done:
         if self.refit:
             self.plan_refit()
         with self.files.lock():
             artifacts.check_same_run(self.files, self.config)
             if self.files.is_done():
-                print(f"{self.files.what}: finished earlier, skipped ({self.files / DONE})")
+                print(f"{self.files.what}: finished earlier, skipped ({self.files.dir})")
                 return artifacts.read_done(self.files)
             self.files.remove_stale_temps()
             artifacts.write_config_once(self.files, self.config)
             torch.manual_seed(epoch_seed(self.seed, self.seed_fold, 0))  # the initial weights
-            self.parts = build(self.name, self.recipe, self.source.steps, self.device,
+            self.parts = build(self.arch, self.recipe, self.source.steps, self.device,
                                soft_targets=self.teacher is not None, sample=self.source.sample(),
                                precision=self.precision, compile_model=self.compile_model)
             self.resume()
@@ -188,16 +182,14 @@ class FoldRun:
         student without folds), trained with the same recipe, so with the same schedule."""
         source = self.job.member
         if not artifacts.FoldFiles(source, 0).dir.exists() and self.job.tag:
-            source = artifacts.member_name(self.job.model, "", self.job.seed)
+            source = artifacts.Member(self.job.arch, self.job.seed).name
         missing = [f for f in range(self.k) if not FoldFiles(source, f).is_done()]
         if missing and self.stop_at is not None:  # cut or skipped at --stop-at: the refit waits for a rerun
             raise PastStopAt(f"{self.files.what}: fold(s) {missing} of {source} not finished by --stop-at")
         if missing:
             artifacts.refit_epochs(source, self.k)  # raises, naming the folds to train first
-        before = json.loads((FoldFiles(source, 0) / CONFIG).read_text()).get("settings") or {}
-        now = self.config["settings"]
-        if before != now:
-            differ = sorted(key for key in now if before.get(key) != now[key])
+        differ = artifacts.settings_differ(artifacts.read_config(FoldFiles(source, 0)), self.config)
+        if differ:
             raise SettingsError(f"{self.files.what}: its folds ({source}) were trained with other settings "
                                 f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
                                 f"--recipe/--set/--epochs as for the folds.")
@@ -258,7 +250,7 @@ class FoldRun:
             p.finished = p.stopped_by_budget = True
             tqdm.write(f"{self.files.what}: stopped after epoch {epoch} of {r.epochs}: another would end "
                        f"past this fold's share of the --budget")
-        atomic_write_text(self.files / LOG, pd.DataFrame(p.log, columns=LOG_COLUMNS).to_csv(index=False))
+        artifacts.write_log(self.files, p.log)
         if p.finished or time.monotonic() - self.saved_at >= self.checkpoint_every:
             self.checkpoint()
         tqdm.write(f"{self.files.what} epoch {epoch}/{self.stop_after}: loss {stats.loss:.4f} "
@@ -288,37 +280,37 @@ class FoldRun:
                              self.files / STATE)
         self.saved_at = time.monotonic()
 
-    def finish(self) -> dict:
+    def finish(self) -> artifacts.Done:
         """Best weights -> best.pt, OOF (not for a refit) and test logits (plain and TTA), clean train accuracy,
         then done.json."""
         p = self.progress
-        model = create_model(self.name, self.recipe.drop_rate)
-        model.load_state_dict(self.best_weights)
-        model = model.to(self.device, memory_format=torch.channels_last)
-        artifacts.save_torch({"model": self.name, "drop_rate": self.recipe.drop_rate, "state_dict": self.best_weights,
-                              "epoch": p.best_epoch, "val_acc": p.best_acc, "recipe": asdict(self.recipe)},
-                             self.files / BEST)
-        run = lambda images, tta: infer(model, images, tta, device=self.device)  # noqa: E731
-        done = {"best_epoch": p.best_epoch, "epochs_run": p.epoch}
+        net = create_model(self.arch, self.recipe.drop_rate)
+        net.load_state_dict(self.best_weights)
+        net = net.to(self.device, memory_format=torch.channels_last)
+        artifacts.save_best(self.files, self.arch, self.recipe.drop_rate, self.best_weights, p.best_epoch, p.best_acc,
+                            asdict(self.recipe))
+        run = lambda images, tta: infer(net, images, tta, device=self.device)  # noqa: E731
+        scores = {}
         if not self.refit:
             oof, oof_plain = run(self.val_images, self.recipe.tta), run(self.val_images, 0)
             artifacts.save_npz(self.files / OOF, rows=self.val_rows, labels=self.val_labels, logits=oof,
                                logits_plain=oof_plain)
-            done |= {"val_acc": float((oof.argmax(1) == self.val_labels).mean()),
-                     "val_acc_plain": float((oof_plain.argmax(1) == self.val_labels).mean())}
+            scores = {"val_acc": float((oof.argmax(1) == self.val_labels).mean()),
+                      "val_acc_plain": float((oof_plain.argmax(1) == self.val_labels).mean())}
         artifacts.save_npz(self.files / TEST, logits=run(self.data.test_images, self.recipe.tta),
                            logits_plain=run(self.data.test_images, 0))
-        sample = np.sort(np.random.default_rng(self.seed_fold).permutation(len(self.train_rows))[:TRAIN_ACC_ROWS])
+        order = np.random.default_rng(self.seed_fold).permutation(len(self.train_rows))
+        sample = np.sort(order[:budget.TRAIN_ACC_ROWS])
         train_logits = run(self.data.train_rows(self.train_rows[sample]), 0)
-        done |= {"refit": self.refit, "node": self.node,
-                 "train_acc": float((train_logits.argmax(1) == self.data.train_labels[self.train_rows[sample]]).mean()),
-                 "train_acc_rows": len(sample), "stopped_by_budget": p.stopped_by_budget,
-                 "stopped_by_deadline": p.stopped_by_deadline,
-                 "seconds": float(sum(row["seconds"] for row in p.log)),
-                 "images_per_s": float(np.mean([row["images_per_s"] for row in p.log]))}
-        atomic_write_text(self.files / DONE, json.dumps(done, indent=2))
-        scores = ("" if self.refit else f", val_acc {done['val_acc']:.4f} (no TTA {done['val_acc_plain']:.4f})")
-        print(f"{self.files.what}: best epoch {done['best_epoch']}{scores}, clean train_acc {done['train_acc']:.4f}")
+        done = artifacts.Done(
+            best_epoch=p.best_epoch, epochs_run=p.epoch, refit=self.refit, **scores,
+            train_acc=float((train_logits.argmax(1) == self.data.train_labels[self.train_rows[sample]]).mean()),
+            train_acc_rows=len(sample), stopped_by_budget=p.stopped_by_budget,
+            stopped_by_deadline=p.stopped_by_deadline, node=self.node, seconds=float(sum(row["seconds"] for row in p.log)),
+            images_per_s=float(np.mean([row["images_per_s"] for row in p.log])))
+        artifacts.write_done(self.files, done)
+        scores = "" if self.refit else f", val_acc {done.val_acc:.4f} (no TTA {done.val_acc_plain:.4f})"
+        print(f"{self.files.what}: best epoch {done.best_epoch}{scores}, clean train_acc {done.train_acc:.4f}")
         return done
 
 
@@ -370,64 +362,6 @@ def plan_jobs(names: list[str], fold_spec: str, k: int, seeds: list[int] = (0,),
     return list(dict.fromkeys(Job(n, f, s, tag) for n in names for s in seeds for f in targets))
 
 
-def fit_budget(minutes: float, mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row,
-               device, aug: str) -> tuple[dict[str, Recipe], list[float | None]]:
-    """Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
-    jobs cost nothing, and a started fold keeps the epochs it started with."""
-    if any(j.fold is None for j in mine):
-        raise SettingsError("--budget sizes fold runs only; train refits in a command of their own, "
-                            "without --budget (they repeat their folds' recipe).")
-    start = time.monotonic()
-    fixed = {j.model: json.loads((j.files / CONFIG).read_text())["epochs"] for j in mine
-             if (j.files / CONFIG).exists()}  # a model keeps the epochs its first started fold got
-    todo = [j for j in mine if not j.files.is_done()]
-    if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
-        return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
-    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
-    left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
-    plans = budget.plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
-                        {n: r.epochs for n, r in recipes.items()}, fixed, by_cost=device.type == "cuda")
-    print(budget.describe(plans, left_s), flush=True)
-    by_name = {p.model: p for p in plans}
-    recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
-    return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
-
-
-def measure_jobs(todo: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
-                 aug: str) -> tuple[dict, dict, dict]:
-    """(folds per model, budget.Speed per model measured here in a few batches, one fold's row counts)."""
-    counts = {j.model: sum(1 for t in todo if t.model == j.model) for j in todo}
-    sample = np.arange(min(len(fold_of_row), 4 * 512))
-    speeds = {n: budget.measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
-              for n in counts}
-    val = int(np.bincount(fold_of_row).max())
-    rows = {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
-            "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
-    return counts, speeds, rows
-
-
-def print_estimate(mine: list[Job], recipes: dict[str, Recipe], resident: Resident, fold_of_row, device,
-                   aug: str) -> None:
-    """Without a budget: this process's plan at the recipe's epochs and its expected end, from speeds measured
-    in its first seconds, before the first epoch (a newcomer learns that a run takes 10 hours before it has)."""
-    todo = [j for j in mine if not j.files.is_done()]
-    if not todo:
-        return
-    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
-    plans = budget.plan(float("inf"), counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
-                        {n: r.epochs for n, r in recipes.items()})
-    print(budget.describe(plans, None), flush=True)
-
-
-def job_deadlines(mine: list[Job], todo: list[Job], by_name: dict, end: float) -> list[float | None]:
-    """When each job must stop training: the budget's end less the planned cost of the jobs after it and its
-    own final inference. A job may so use what an earlier one saved, and is cut only when the whole budget
-    is at risk (the 30-minute run showed per-job deadlines cutting epochs with minutes left over)."""
-    cost = [by_name[j.model].seconds / by_name[j.model].folds if j in todo else 0.0 for j in mine]
-    return [end - sum(cost[i + 1:]) - by_name[j.model].finish_s if j in todo else None
-            for i, j in enumerate(mine)]
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True,
@@ -440,8 +374,9 @@ def parse_args(argv):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--aug", default="auto", choices=["auto", "albumentations", "tensor"],
                    help="augmentation path: auto = tensor on CUDA, albumentations on CPU")
-    p.add_argument("--seed", default="0", help="a seed or a comma list; each seed other than 0 is a member of "
-                                                 "its own (folds/<model>.s<seed>)")
+    p.add_argument("--seeds", default="0", help="a seed or a comma list; each seed other than 0 is a member of "
+                                                  "its own (folds/<model>.s<seed>)")
+    p.add_argument("--seed", dest="seeds", action=OldSpelling, new="--seeds", help=argparse.SUPPRESS)
     p.add_argument("--tag", default="", help="member name suffix: folds/<model>.<tag> (e.g. to compare settings)")
     p.add_argument("--teacher", type=Path, default=None, metavar="NPZ",
                    help="train against this teacher's soft targets (python -m competition.ensemble writes "
@@ -499,25 +434,25 @@ def train(jobs: list[Job], s: Settings, gpu: int = 0, node: str = "") -> list[di
     fold_of_row = load_folds(len(data.train_labels))
     k = artifacts.fold_count()
     teacher = artifacts.load_teacher(s.teacher, s.teacher_weight) if s.teacher else None
-    names = list(dict.fromkeys(j.model for j in jobs))
+    names = list(dict.fromkeys(j.arch for j in jobs))
     recipes = {n: get_recipe(s.recipe, n, dict(s.overrides), device.type) for n in names}
     torch.set_num_threads(s.threads or os.cpu_count() or 1)
     provenance = provenance_of(data, k)
     resident = Resident.place(data, device, s.aug)
     deadlines, caps = [None] * len(jobs), {n: r.epochs for n, r in recipes.items()}
     if s.budget > 0:
-        recipes, deadlines = fit_budget(s.budget, jobs, recipes, resident, fold_of_row, device, s.aug)
+        recipes, deadlines = budget.fit_budget(s.budget, jobs, recipes, resident, fold_of_row, device, s.aug)
     elif s.estimate:
-        print_estimate([j for j in jobs if j.fold is not None] or jobs, recipes, resident, fold_of_row, device, s.aug)
+        budget.print_estimate([j for j in jobs if j.fold is not None] or jobs, recipes, resident, fold_of_row, device, s.aug)
     start, skipped, done = time.perf_counter(), [], []
     for job, deadline in zip(jobs, deadlines):
         if stop_at is not None and time.monotonic() >= stop_at and not job.files.is_done():
             skipped.append(job)
             continue
         try:
-            done.append(FoldRun(job, resident, fold_of_row, recipes[job.model], device, s.aug, sys.stderr.isatty(),
+            done.append(FoldRun(job, resident, fold_of_row, recipes[job.arch], device, s.aug, sys.stderr.isatty(),
                                 s.checkpoint_every, provenance, deadline, teacher, stop_at, precision,
-                                caps[job.model] if s.budget > 0 else None, s.compile, node).run())
+                                caps[job.arch] if s.budget > 0 else None, s.compile, node).run())
         except PastStopAt as err:
             print(f"{err}: skipped", flush=True)
             skipped.append(job)
@@ -541,8 +476,8 @@ def settings_of(args) -> Settings:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     names = parse_models(args.model)
-    tag = args.tag or ("student" if args.teacher else "")
-    jobs = plan_jobs(names, args.folds, artifacts.fold_count(), parse_list(args.seed, "--seed"), tag)
+    tag = args.tag or (artifacts.STUDENT if args.teacher else "")
+    jobs = plan_jobs(names, args.folds, artifacts.fold_count(), parse_list(args.seeds, "--seeds"), tag)
     train(jobs, settings_of(args))
     return 0
 

@@ -17,7 +17,7 @@
 #   EPOCHS    epochs per setting (default 10)
 #   SETTINGS  names of the settings to run, in order (default: all below, most informative first)
 #   THREADS   torch threads on CPU (default 1)
-#   EXTRA     more arguments for competition.train_folds, e.g. "--device cuda" or "--seed 1"
+#   EXTRA     more arguments for competition.train_folds, e.g. "--device cuda" or "--seeds 1"
 #   PY        the Python to use (default: the repository's .venv)
 # Resumable: a finished setting (its done.json) is skipped, and an interrupted one resumes from its last
 # checkpoint (competition.train_folds). A changed EPOCHS or EXTRA needs a new ROOT: train_folds refuses to
@@ -83,11 +83,12 @@ for name in $SETTINGS; do
   overrides=${OVERRIDES[$name]:-"(none)"}
   file=$(done_json "$name")
   if [ -f "$file" ]; then
-    "$PY" - "$file" "$name" "$overrides" <<'EOF'
-import json, sys
-done = json.load(open(sys.argv[1]))
-print(f"{sys.argv[2]:<13s} {sys.argv[3]:<36s} {done['val_acc']:8.4f} {done['val_acc_plain']:9.4f} "
-      f"{done['train_acc']:11.4f} {done['best_epoch']:5d} {done['seconds']:8.0f}")
+    FER_WORKDIR=$ROOT/$name PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$MODEL" "$FOLD" "$name" "$overrides" <<'EOF'
+import sys
+from competition import artifacts
+d = artifacts.read_done(artifacts.FoldFiles(sys.argv[1], int(sys.argv[2])))
+print(f"{sys.argv[3]:<13s} {sys.argv[4]:<36s} {d.val_acc:8.4f} {d.val_acc_plain:9.4f} "
+      f"{d.train_acc:11.4f} {d.best_epoch:5d} {d.seconds:8.0f}")
 EOF
   else
     printf '%-13s %-36s %s\n' "$name" "$overrides" "not finished"

@@ -18,13 +18,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from competition import artifacts, paths  # noqa: E402
-from competition.artifacts import BEST  # noqa: E402
+from competition import artifacts  # noqa: E402
 from competition.augment import view_count  # noqa: E402
 from competition.blending import accuracy  # noqa: E402
 from competition.data import load_dataset  # noqa: E402
 from competition.device import pick_device  # noqa: E402
-from competition.engine import load_checkpoint  # noqa: E402
+from competition.engine import net_from_best  # noqa: E402
 from competition.errors import SettingsError, run_command  # noqa: E402
 from competition.folds import load_folds  # noqa: E402
 from competition.infer import infer  # noqa: E402
@@ -36,7 +35,7 @@ def oof_logits_by_level(name: str, folds: list[int] | None, device: torch.device
     """({level: OOF logits}, labels, saved OOF logits) over the rows of the model's finished folds (or `folds`)."""
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
-    saved = artifacts.load_model(name, allow_missing=True, fold_of_row=fold_of_row)  # checks rows vs folds.csv
+    saved = artifacts.load_member(name, allow_missing=True, fold_of_row=fold_of_row)  # checks rows vs folds.csv
     folds = saved.folds if folds is None else folds
     unfinished = sorted(set(folds) - set(saved.folds))
     if unfinished:
@@ -44,7 +43,7 @@ def oof_logits_by_level(name: str, folds: list[int] | None, device: torch.device
     rows = np.flatnonzero(np.isin(fold_of_row, folds))
     by_level = {level: np.zeros((len(rows), saved.oof_logits.shape[1]), np.float32) for level in LEVELS}
     for k in folds:
-        model, _ = load_checkpoint(paths.fold_dir(name, k) / BEST, device)
+        model = net_from_best(artifacts.load_best(artifacts.FoldFiles(name, k)), device)
         mine = np.flatnonzero(fold_of_row[rows] == k)
         for level in LEVELS:
             by_level[level][mine] = infer(model, data.train_images[rows[mine]], level, batch_size, device)

@@ -260,9 +260,9 @@ if [ "${rc:-0}" -ne 0 ]; then  # cut or failed before its ensemble: one over wha
                if compgen -G "$FER_WORKDIR/folds/$m/fold*/done.json" >/dev/null; then echo "$m"; fi
              done | paste -sd,)
   if [ -n "$finished" ]; then
-    run_step "ensemble (what finished)" "$(( $(left) - 10 ))" "$PY" -m competition.ensemble --models "$finished" \
+    run_step "ensemble (what finished)" "$(( $(left) - 10 ))" "$PY" -m competition.ensemble --members "$finished" \
       --allow-missing && run_step "report (what finished)" "$(( $(left) - 10 ))" "$PY" -m competition.report \
-      --out "$FER_WORKDIR/reports/gpu_check" --models "$finished" --allow-missing || failed $?
+      --out "$FER_WORKDIR/reports/gpu_check" --members "$finished" --allow-missing || failed $?
   fi
 fi
 exit "$STEP_RC"

@@ -78,7 +78,7 @@ def test_measure_trains_and_infers_a_few_batches(prepared):
 def test_a_fold_past_its_deadline_stops_and_says_so(prepared):
     run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 2), *_inputs(), deadline=time.monotonic())
     done = run.run()
-    assert done["epochs_run"] == 1 and done["stopped_by_budget"] is True
+    assert done.epochs_run == 1 and done.stopped_by_budget is True
 
 
 def _inputs():
@@ -92,16 +92,16 @@ def _inputs():
 def test_a_job_may_use_what_an_earlier_one_saved():
     plans = {p.model: p for p in budget.plan(20 * 60, {"bn_cnn": 1, "baseline_cnn": 1}, SPEEDS, ROWS, VIEWS, CAP)}
     mine = [train_folds.Job("bn_cnn", 0), train_folds.Job("baseline_cnn", 0)]
-    ends = train_folds.job_deadlines(mine, mine, plans, end=1000.0)
+    ends = budget.job_deadlines(mine, mine, plans, end=1000.0)
     assert ends[1] == pytest.approx(1000.0 - plans["baseline_cnn"].finish_s)  # the last job: the budget's end
     assert ends[0] == pytest.approx(1000.0 - plans["baseline_cnn"].seconds - plans["bn_cnn"].finish_s)
-    assert train_folds.job_deadlines(mine, mine[1:], plans, end=1000.0)[0] is None  # a finished job: none
+    assert budget.job_deadlines(mine, mine[1:], plans, end=1000.0)[0] is None  # a finished job: none
 
 
 def test_stop_at_cuts_a_running_fold_and_says_so(prepared):
     run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 1), *_inputs(), stop_at=time.monotonic())
     done = run.run()
-    assert done["epochs_run"] == 1 and done["stopped_by_deadline"] is True and done["stopped_by_budget"] is False
+    assert done.epochs_run == 1 and done.stopped_by_deadline is True and done.stopped_by_budget is False
     assert (paths.fold_dir("baseline_cnn", 1) / "test.npz").exists()  # finished cleanly: logits and all
 
 
@@ -121,7 +121,7 @@ def test_a_budget_sized_fold_plans_again_from_its_own_epochs(prepared, capsys):
     run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 0), resident, fold_of_row, sized, device, aug,
                               deadline=time.monotonic() + 3600, max_epochs=recipe.epochs)
     done = run.run()
-    assert done["epochs_run"] == 5 and "3 -> 5 epochs" in capsys.readouterr().out
+    assert done.epochs_run == 5 and "3 -> 5 epochs" in capsys.readouterr().out
     state = torch.load(paths.fold_dir("baseline_cnn", 0) / "state.pt", weights_only=False)
     rebuilt = engine.make_scheduler(torch.optim.SGD([torch.zeros(1)], lr=1.0), sized, run.source.steps, 5)
     assert state["scheduler"]["t_initial"] == rebuilt.t_initial

@@ -47,7 +47,7 @@ def test_blend_on_a_tiny_case_matches_numpy():
 
 def test_model_logits_are_the_fold_mean_and_oof_is_sorted(tmp_path):
     make_run(tmp_path)
-    m = artifacts.load_model("bn_cnn")
+    m = artifacts.load_member("bn_cnn")
     assert m.folds == [0, 1, 2]
     per_fold = fold_test_logits("bn_cnn")
     assert np.allclose(m.test_logits, (per_fold[0] + per_fold[1] + per_fold[2]) / 3)
@@ -60,7 +60,7 @@ def test_model_logits_are_the_fold_mean_and_oof_is_sorted(tmp_path):
 
 def test_combine_is_the_weighted_mean_of_model_logits(tmp_path):
     make_run(tmp_path)
-    a, b = artifacts.load_model("baseline_cnn"), artifacts.load_model("bn_cnn")
+    a, b = artifacts.load_member("baseline_cnn"), artifacts.load_member("bn_cnn")
     oof, test = blending.combine([a, b], np.array([0.3, 0.7]), "logits")
     assert np.allclose(test, 0.3 * a.test_logits + 0.7 * b.test_logits, atol=1e-6)  # float32 inputs
     assert np.allclose(oof, 0.3 * a.oof_logits + 0.7 * b.oof_logits, atol=1e-6)
@@ -71,14 +71,14 @@ def test_combine_is_the_weighted_mean_of_model_logits(tmp_path):
 
 def test_every_fold_contributes(tmp_path):
     make_run(tmp_path)
-    before = artifacts.load_model("bn_cnn").test_logits
+    before = artifacts.load_member("bn_cnn").test_logits
     for fold in range(3):
         path = paths.fold_dir("bn_cnn", fold) / "test.npz"
         saved = dict(np.load(path))
         changed = saved["logits"].copy()
         changed[5, 2] += 3.0
         np.savez(path, logits=changed, logits_plain=saved["logits_plain"])
-        after = artifacts.load_model("bn_cnn").test_logits
+        after = artifacts.load_member("bn_cnn").test_logits
         np.savez(path, **saved)
         diff = after - before
         assert diff[5, 2] == pytest.approx(1.0, abs=1e-5)  # 3.0 / 3 folds
@@ -95,16 +95,16 @@ def test_a_missing_fold_is_refused_unless_allowed(tmp_path, capsys):
     make_run(tmp_path)
     (paths.fold_dir("bn_cnn", 1) / "done.json").unlink()
     with pytest.raises(SettingsError, match=r"bn_cnn: fold\(s\) \[1\] of 3 .*--allow-missing"):
-        artifacts.load_model("bn_cnn")
+        artifacts.load_member("bn_cnn")
     assert ensemble.main([]) == 2
     assert "fold(s) [1] of 3" in capsys.readouterr().err
     assert not (paths.submissions_dir() / "submission.csv").exists()
 
-    m = artifacts.load_model("bn_cnn", allow_missing=True)
+    m = artifacts.load_member("bn_cnn", allow_missing=True)
     assert m.folds == [0, 2] and sorted(m.done) == [0, 2]
     assert np.array_equal(m.oof_rows, np.flatnonzero(np.arange(140) % 3 != 1))
     assert np.allclose(m.test_logits, np.mean([fold_test_logits("bn_cnn")[f] for f in (0, 2)], axis=0))
-    rows, _, _ = blending.common_oof([artifacts.load_model("baseline_cnn"), m])
+    rows, _, _ = blending.common_oof([artifacts.load_member("baseline_cnn"), m])
     assert np.array_equal(rows, m.oof_rows)  # the ensemble's OOF: rows both models predicted
 
     assert ensemble.main(["--allow-missing", "--weights", "oof"]) == 0
@@ -112,7 +112,7 @@ def test_a_missing_fold_is_refused_unless_allowed(tmp_path, capsys):
     for fold in range(3):
         (paths.fold_dir("bn_cnn", fold) / "done.json").unlink(missing_ok=True)
     with pytest.raises(SettingsError, match="no finished fold"):
-        artifacts.load_model("bn_cnn", allow_missing=True)
+        artifacts.load_member("bn_cnn", allow_missing=True)
 
 
 def test_a_model_perfect_on_test_but_bad_on_oof_gets_no_weight(tmp_path):
@@ -121,7 +121,7 @@ def test_a_model_perfect_on_test_but_bad_on_oof_gets_no_weight(tmp_path):
         out = make_fold_run(fd, fold_of_row, "oracle", fold, accuracy=0.0)
         oracle = 10 * np.eye(7, dtype=np.float32)[fd.test_labels]
         np.savez(out / "test.npz", logits=oracle, logits_plain=oracle)
-    models = [artifacts.load_model("good"), artifacts.load_model("oracle")]
+    models = [artifacts.load_member("good"), artifacts.load_member("oracle")]
     assert blending.accuracy(models[1].test_logits, fd.test_labels) == 1.0
     for average in blending.AVERAGES:
         weights = blending.fit_weights(models, average)
@@ -260,7 +260,7 @@ def permuted(labels, rng):
 
 def test_a_stack_of_a_good_model_and_a_one_class_expert_beats_either_alone(tmp_path):
     expert_run(tmp_path, knows_class_3)
-    models = [artifacts.load_model("good"), artifacts.load_model("expert")]
+    models = [artifacts.load_member("good"), artifacts.load_member("expert")]
     rows, labels, oof = blending.common_oof(models)
     alone = [blending.accuracy(o, labels) for o in oof]
     stack_oof, stack_test = blending.stack(models)
@@ -277,7 +277,7 @@ def test_the_stacks_oof_is_cross_validated_not_fitted_on_its_own_rows(tmp_path):
     for model in ("noise_a", "noise_b"):
         for fold in range(3):
             make_fold_run(fd, fold_of_row, model, fold, accuracy=0.0)  # logits that say nothing
-    models = [artifacts.load_model("noise_a"), artifacts.load_model("noise_b")]
+    models = [artifacts.load_member("noise_a"), artifacts.load_member("noise_b")]
     _, labels, oof = blending.common_oof(models)
     features = np.concatenate(oof, axis=1)
     in_sample = blending.accuracy(blending.stacker().fit(features, labels).predict_log_proba(features), labels)
@@ -305,7 +305,7 @@ def test_cli_stack_writes_its_predictions_and_says_stack(tmp_path, capsys):
     (row,) = leaderboard().to_dict("records")
     assert list(row) == list(ensemble.LEADERBOARD_COLUMNS)
     assert row["average"] == "stack" and row["weights"] == "n/a"
-    stack_oof, stack_test = blending.stack([artifacts.load_model(m) for m in MODELS])
+    stack_oof, stack_test = blending.stack([artifacts.load_member(m) for m in MODELS])
     lines = (paths.submissions_dir() / "submission.csv").read_text().splitlines()
     assert [int(v) for v in lines[1:]] == stack_test.argmax(1).tolist()
     assert float(row["oof"]) == pytest.approx(blending.accuracy(stack_oof, fd.train_labels), abs=1e-4)

@@ -24,15 +24,15 @@ def train(*args):
 def test_a_refit_trains_every_row_and_stops_at_the_median_best_epoch_of_its_folds(prepared):
     train("--folds", "all,refit")
     refit = FoldFiles("baseline_cnn", None)
-    best = [artifacts.read_done(FoldFiles("baseline_cnn", f))["best_epoch"] for f in range(3)]
+    best = [artifacts.read_done(FoldFiles("baseline_cnn", f)).best_epoch for f in range(3)]
     done, config = artifacts.read_done(refit), json.loads((refit / "config.json").read_text())
-    assert done["refit"] and done["epochs_run"] == done["best_epoch"] == int(np.ceil(np.median(best)))
-    assert config["refit"] == {"epochs": done["epochs_run"], "folds_of": "baseline_cnn", "best_epochs": best}
-    assert not (refit / "oof.npz").exists() and "val_acc" not in done  # nothing was held out
+    assert done.refit and done.epochs_run == done.best_epoch == int(np.ceil(np.median(best)))
+    assert config["refit"] == {"epochs": done.epochs_run, "folds_of": "baseline_cnn", "best_epochs": best}
+    assert not (refit / "oof.npz").exists() and "val_acc" not in json.loads((refit / "done.json").read_text())
     rows = len(prepared.test_labels)
     assert artifacts.refit_test_logits("baseline_cnn", rows).shape == (rows, 7)
-    assert len(open(refit / "log.csv").read().splitlines()) == done["epochs_run"] + 1
-    assert artifacts.available_models() == ["baseline_cnn"]  # a refit is not a member of its own
+    assert len(open(refit / "log.csv").read().splitlines()) == done.epochs_run + 1
+    assert artifacts.available_members() == ["baseline_cnn"]  # a refit is not a member of its own
 
 
 def test_a_refit_needs_its_folds_finished_and_their_recipe(prepared, capsys):
@@ -45,8 +45,30 @@ def test_a_refit_needs_its_folds_finished_and_their_recipe(prepared, capsys):
     assert not FoldFiles("baseline_cnn", None).is_done()
 
 
+@pytest.mark.parametrize("member, name", [
+    (artifacts.Member("bn_cnn"), "bn_cnn"), (artifacts.Member("bn_cnn", 1), "bn_cnn.s1"),
+    (artifacts.Member("bn_cnn", 0, artifacts.STUDENT), "bn_cnn.student"),
+    (artifacts.Member("bn_cnn", 2, "mixup"), "bn_cnn.mixup.s2")])
+def test_a_member_is_its_folder_name_and_back(member, name):
+    assert member.name == name and artifacts.Member.parse(name) == member
+    base = artifacts.Member("bn_cnn", 0, member.tag) if member.seed else None
+    assert artifacts.Member.parse(name).seed_base == base
+
+
+def test_the_old_seed_flag_still_sets_the_seeds_with_a_note(capsys):
+    assert train_folds.parse_args(["--model", "bn_cnn", "--seed", "0,1"]).seeds == "0,1"
+    assert "--seed is now --seeds" in capsys.readouterr().err
+    assert train_folds.parse_args(["--model", "bn_cnn"]).seeds == "0"
+
+
+def test_the_old_models_flag_still_names_the_members_with_a_note(capsys):
+    assert ensemble.main(["--models", "bn_cnn"]) == 2  # parsed as --members; then no dataset in this work folder
+    err = capsys.readouterr().err
+    assert "--models is now --members" in err and "error:" in err
+
+
 def test_each_seed_is_a_member_of_its_own(prepared):
-    train("--folds", "0", "--seed", "0,1")
+    train("--folds", "0", "--seeds", "0,1")
     zero, one = (np.load(FoldFiles(m, 0) / "test.npz")["logits"] for m in ("baseline_cnn", "baseline_cnn.s1"))
     assert not np.allclose(zero, one)  # other initial weights, shuffles and augmentations
     assert json.loads((FoldFiles("baseline_cnn.s1", 0) / "config.json").read_text())["seed"] == 1
@@ -55,20 +77,21 @@ def test_each_seed_is_a_member_of_its_own(prepared):
 
 def test_a_refit_takes_its_stated_share_of_the_members_test_logits(tmp_path):
     make_run(tmp_path, {"bn_cnn": 0.7})
-    folds_only = artifacts.load_model("bn_cnn")
+    folds_only = artifacts.load_member("bn_cnn")
     refit = np.random.default_rng(0).normal(size=folds_only.test_logits.shape).astype(np.float32)
     files = FoldFiles("bn_cnn", None)
     files.dir.mkdir(parents=True)
     np.savez(files / "test.npz", logits=refit, logits_plain=refit)
-    assert blending.with_refit(folds_only).refit_share == 0  # no done.json: no refit yet
+    none_yet = artifacts.refit_test_logits("bn_cnn", len(refit))  # no done.json: no refit yet
+    assert none_yet is None and blending.with_refit(folds_only, none_yet).refit_share == 0
     (files / "done.json").write_text(json.dumps({"refit": True}))
     (files / "config.json").write_text(json.dumps(artifacts.current_provenance()))
-    mixed = blending.with_refit(folds_only, 0.25)
+    mixed = blending.with_refit(folds_only, artifacts.refit_test_logits("bn_cnn", len(refit)), 0.25)
     assert np.allclose(mixed.test_logits, 0.75 * folds_only.test_logits + 0.25 * refit)
     assert np.array_equal(mixed.oof_logits, folds_only.oof_logits)  # OOF, and so the weight, stay the folds'
-    assert blending.with_refit(folds_only, 0).test_logits is folds_only.test_logits
+    assert blending.with_refit(folds_only, refit, 0).test_logits is folds_only.test_logits
     with pytest.raises(SettingsError, match="refit share"):
-        blending.with_refit(folds_only, 1.5)
+        blending.with_refit(folds_only, refit, 1.5)
 
 
 def test_teacher_targets_mix_the_ensembles_oof_probabilities_with_the_labels(tmp_path):

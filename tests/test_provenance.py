@@ -42,7 +42,7 @@ def test_a_fold_trained_before_the_data_changed_gets_into_no_submission_and_no_r
 def test_every_reader_of_fold_files_refuses_a_stale_one(tmp_path, change):
     fd, fold_of_row = make_run(tmp_path, {"bn_cnn": 0.7})
     make_refit_run(fd, "bn_cnn", "bn_cnn")
-    assert artifacts.load_model("bn_cnn").folds == [0, 1, 2]  # current: read
+    assert artifacts.load_member("bn_cnn").folds == [0, 1, 2]  # current: read
     if change == "data":
         reimport_with_changed_labels(tmp_path, fold_of_row, 140)
         what = "the dataset"
@@ -50,7 +50,7 @@ def test_every_reader_of_fold_files_refuses_a_stale_one(tmp_path, change):
         make_folds(fd, k=3)  # the same split written again...
         paths.folds_csv().write_text(paths.folds_csv().read_text().replace("\n", "\r\n"))  # ...other bytes
         what = "folds/folds.csv"
-    readers = {"ensemble and report": lambda: artifacts.load_model("bn_cnn", allow_missing=True),
+    readers = {"ensemble and report": lambda: artifacts.load_member("bn_cnn", allow_missing=True),
                "refit (its epochs)": lambda: artifacts.refit_epochs("bn_cnn", 3),
                "a refit's test logits": lambda: artifacts.refit_test_logits("bn_cnn", len(fd.test_labels))}
     for reader in readers.values():
@@ -63,7 +63,7 @@ def test_a_fold_without_recorded_provenance_is_refused(tmp_path):
     config = paths.fold_dir("bn_cnn", 1) / "config.json"
     config.write_text('{"model": "bn_cnn", "fold": 1}')  # a fold from before provenance was recorded
     with pytest.raises(SettingsError, match=r"bn_cnn fold 1 .*the dataset \(not recorded\)"):
-        artifacts.load_model("bn_cnn")
+        artifacts.load_member("bn_cnn")
 
 
 # ---------------------------------------------------------------- teachers
@@ -92,5 +92,5 @@ def test_a_teacher_from_other_data_or_folds_is_refused(tmp_path, change, capsys)
         np.savez(path, rows=z["rows"], probs=z["probs"], members=z["members"])
     assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--teacher", str(path), *FAST]) == 2
     err = capsys.readouterr().err
-    assert f"{path}: this teacher was made from other data" in err and "--models bn_cnn" in err
+    assert f"{path}: this teacher was made from other data" in err and "--members bn_cnn" in err
     assert not paths.fold_dir("baseline_cnn.student", 0).exists()

@@ -259,7 +259,7 @@ def test_out_refuses_an_existing_folder_that_is_not_a_report(tmp_path, capsys, k
         files = sorted(out.rglob("*")) if out.is_dir() else [out]
         return [(str(p), p.read_bytes() if p.is_file() else None) for p in files]
     before = snapshot()
-    assert report.main(["--out", str(out), "--models", "bn_cnn"]) == 2
+    assert report.main(["--out", str(out), "--members", "bn_cnn"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {out}: exists and is not a report folder") and err.count("\n") == 1
     assert snapshot() == before  # nothing renamed, nothing deleted

@@ -3,6 +3,7 @@ import re
 
 import pandas as pd
 
+import models
 from competition import paths, run_all
 from tests.conftest import kaggle_zip, synthetic_rows
 
@@ -53,3 +54,10 @@ def test_the_gpu_default_adds_the_48_px_resnet_and_air_fer_l_and_quick_trains_ai
                                                            "resnet_cbam48"]
     assert run_all.architectures(None, "cpu", quick=True) == ["air_fer"]
     assert run_all.architectures("bn_cnn, vgg_fer", "cuda") == ["bn_cnn", "vgg_fer"]
+
+
+def test_quick_trains_three_air_fer_members_and_other_runs_one_seed():
+    assert models.default_seeds(run_all.architectures(None, "cpu", quick=True), "quick") == [0, 1, 2]
+    assert models.default_seeds(["bn_cnn"], "quick") == [0]  # --quick --models bn_cnn: one member
+    assert models.default_seeds(run_all.architectures(None, "cuda"), "cuda") == [0]
+    assert models.default_seeds([], "cpu") == [0]
