@@ -45,7 +45,7 @@ import torch
 from tqdm import tqdm
 
 import models
-from competition import artifacts, budget
+from competition import artifacts, budget, paths
 from competition.artifacts import LOG_COLUMNS, OOF, STATE, TEST, FoldFiles
 from competition.data import load_dataset
 from competition.device import add_precision_arg, describe_precision, pick_device, pick_precision, tune_for
@@ -477,6 +477,8 @@ def _main(argv=None) -> int:
     args = parse_args(argv)
     names = parse_models(args.model)
     tag = args.tag or (artifacts.STUDENT if args.teacher else "")
+    if not paths.cache_path().exists():
+        load_dataset()  # raises, saying how to get the data (before the folds, which come after it)
     jobs = plan_jobs(names, args.folds, artifacts.fold_count(), parse_list(args.seeds, "--seeds"), tag)
     train(jobs, settings_of(args))
     return 0
