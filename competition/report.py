@@ -473,9 +473,13 @@ def _main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown model(s) {unknown}: not {', '.join(MODEL_NAMES)} nor a member folder under "
                      f"{paths.folds_dir()}")
-    out = args.out or paths.reports_dir() / "latest"
+    return run(names, args.out or paths.reports_dir() / "latest", args.allow_missing)
+
+
+def run(members: list[str], out: Path, allow_missing: bool = False) -> int:
+    """The report of `members` into `out` (refused unless new, empty or an earlier report), then its summary."""
     check_out(out)
-    numbers = write_report(out, names, args.allow_missing)
+    numbers = write_report(out, members, allow_missing)
     print(f"wrote {out / 'report.md'} ({len(numbers['models'])} models, {len(numbers['missing'])} missing items)")
     for line in numbers["missing"]:
         print(f"  missing: {line}")

@@ -202,8 +202,7 @@ def _main(argv=None) -> int:
     if args.distill:
         members.append(artifacts.Member(args.distill, seeds[0], artifacts.STUDENT).name)
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
-    stage("report", report.main, ["--out", str(out), "--members", ",".join(members)]
-          + (["--allow-missing"] if partial else []))
+    stage("report", report.run, members, out, partial)
     print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, size,
                                trained_since))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
