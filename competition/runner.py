@@ -1,25 +1,29 @@
 """The local runner, the default: the job graph (competition.graph) in worker processes on this machine.
 
 Stage by stage in the graph's order: a stage's nodes run at most `workers` at a time, each in a process of its
-own (`python -m competition.runner`, handed the pickled node on stdin: the call and its typed arguments), and
-the next stage starts when the stage has ended. Nothing polls and no process waits for another's files. Worker
-slot i trains on GPU i mod the GPU count, so each GPU gets --jobs-per-gpu workers. Cheap nodes (the ensemble)
-run in this process.
+own, handed the pickled node (the call and its typed arguments), and the next stage starts when the stage has
+ended. Nothing polls and no process waits for another's files. Worker slot i trains on GPU i mod the GPU count,
+so each GPU gets --jobs-per-gpu workers. Cheap nodes (the ensemble) run in this process.
+
+The processes come from multiprocessing's forkserver, which imports torch, timm and the harness once (PRELOAD)
+and forks a fresh process for each node: a new process per job, as before, without the 3-6 s of imports each
+(the test suite starts dozens). The forkserver imports only; it never runs torch, so nothing it forks inherits
+a thread pool or a CUDA context. Each process gets this process's environment and working folder as they are
+when the node starts.
 
 A worker that dies loses only its own job: the others of its stage finish, then the run stops with that
 worker's exit status, and a rerun resumes the job from its last checkpoint (the fold folder's state.pt). Workers
-stay in this process's group and session, and get SIGTERM when it dies, however it dies (PR_SET_PDEATHSIG):
+stay in this process's group and session, and get SIGTERM when it dies, however it dies (a thread on its pidfd):
 a time limit that kills the session, or one that terminates only run_all, leaves no worker training and holding
 its fold lock. Retrying, balancing across machines and surviving a lost machine are Ray's
 (competition.ray_runner), not this module's.
 """
-import ctypes
 import itertools
+import multiprocessing
 import os
-import pickle
 import platform
+import select
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from competition import graph, paths
 from competition.errors import run_command
+
+PRELOAD = ["competition.graph"]  # imports torch, timm, models and train_folds: what every training node needs
 
 
 def run_local(nodes: list[graph.Node], workers: int, gpus: int = 0) -> None:
@@ -73,22 +79,17 @@ class Workers:
 
     def one(self, node: graph.Node) -> int:
         place = graph.Place(self.slot.index % self.gpus if self.gpus else 0, platform.node())
-        env = os.environ | {"OMP_NUM_THREADS": str(node.cpus), "FER_RUNNER_PARENT": str(os.getpid())}
+        env = dict(os.environ) | {"OMP_NUM_THREADS": str(node.cpus)}
         start = time.perf_counter()
         with self.lock:
             if self.closed:  # the run is ending: start nothing more
                 return 128 + signal.SIGTERM
-            proc = subprocess.Popen([sys.executable, "-m", "competition.runner"], cwd=paths.REPO, env=env,
-                                    stdin=subprocess.PIPE)
+            proc = forkserver().Process(target=_worker, args=(node, place, env, os.getpid()), name=node.key)
+            proc.start()
             self.live.add(proc)
         print(f"=== {node.key}: started (worker {self.slot.index}, pid {proc.pid})", flush=True)
-        try:
-            proc.stdin.write(pickle.dumps((node, place)))
-            proc.stdin.close()
-        except BrokenPipeError:  # it died at once: its exit status says why
-            pass
-        code = proc.wait()
-        code = 128 - code if code < 0 else code  # killed by a signal: the shell's status
+        proc.join()
+        code = 128 - proc.exitcode if proc.exitcode < 0 else proc.exitcode  # a signal: the shell's status
         with self.lock:
             self.live.discard(proc)
         print(f"=== {node.key}: {'done' if code == 0 else f'exit {code}'} in {time.perf_counter() - start:.0f} s",
@@ -106,37 +107,54 @@ def _exit_on_term(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def stop(procs: list[subprocess.Popen], grace_s: float = 10.0) -> None:
+def stop(procs: list[multiprocessing.Process], grace_s: float = 10.0) -> None:
     """SIGTERM to those still running, then SIGKILL to any left after grace_s."""
-    alive = [p for p in procs if p.poll() is None]
+    alive = [p for p in procs if p.is_alive()]
     for p in alive:
         p.terminate()
     end = time.monotonic() + grace_s
     for p in alive:
-        try:
-            p.wait(max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        p.join(max(0.1, end - time.monotonic()))
+        if p.is_alive():
             p.kill()
-            p.wait()
+            p.join()
 
 
-def die_with_parent() -> None:
-    """SIGTERM to this process when the runner that started it dies, however it dies (Linux); if it is gone
-    already, end now."""
+def forkserver() -> multiprocessing.context.BaseContext:
+    """multiprocessing's forkserver context, importing PRELOAD once when it starts (at the first node)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def die_with_runner(runner_pid: int) -> None:
+    """SIGTERM to this process when the runner ends, however it ends (Linux): a thread waits on the runner's
+    pidfd. (PR_SET_PDEATHSIG would watch the forkserver, which lives as long as its children.) If the runner is
+    gone already, end now."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if str(os.getppid()) != os.environ.get("FER_RUNNER_PARENT", str(os.getppid())):
+        runner = os.pidfd_open(runner_pid)
+    except ProcessLookupError:
         sys.exit(128 + signal.SIGTERM)
+    except (OSError, AttributeError):  # no pidfds here: the worker outlives a runner killed on its own
+        return
+
+    def wait() -> None:
+        select.select([runner], [], [])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait, name="die_with_runner", daemon=True).start()
 
 
-def _worker(argv=None) -> int:
-    node, place = pickle.load(sys.stdin.buffer)
-    node.run(place)
-    return 0
+def _worker(node: graph.Node, place: graph.Place, env: dict, runner_pid: int) -> None:
+    """A node's process: the runner's environment and folder as they are now, then the node's call; a user
+    error ends it with the harness's message and status (errors.run_command), anything else with a traceback."""
+    die_with_runner(runner_pid)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(paths.REPO)
 
+    def call(_argv) -> int:
+        node.run(place)
+        return 0
 
-if __name__ == "__main__":
-    die_with_parent()
-    sys.exit(run_command(_worker))
+    sys.exit(run_command(call))

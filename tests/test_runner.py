@@ -6,7 +6,11 @@ every member, the student after the ensemble), kept by the worker processes; a d
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,7 @@ from competition import graph, runner
 from competition.train_folds import Job, Settings
 from tests.fake_jobs import record
 
+REPO = Path(__file__).resolve().parents[1]
 SHAPE = graph.Shape(workers=2, cpus=1)
 
 
@@ -99,3 +104,36 @@ def test_gpu_slots_spread_the_workers_over_the_gpus(tmp_path):
     runner.run_local(nodes, workers=2, gpus=2)
     gpus = [json.loads(line)["gpu"] for line in log.read_text().splitlines() if "gpu" in line]
     assert sorted(set(gpus)) == [0, 1]
+
+
+def test_a_runner_killed_alone_leaves_no_worker_running(tmp_path):
+    """SIGKILL to the runner only (not its session): the forkserver sees its parent gone and ends, and the
+    worker it forked gets SIGTERM (PR_SET_PDEATHSIG), so no job goes on training and holding its fold lock."""
+    log = tmp_path / "log.jsonl"
+    script = ("import sys; from competition import runner; from tests.fake_jobs import record; "
+              "from competition import graph; "
+              f"runner.run_local([graph.Node('sleeper', record, ('sleeper', {str(log)!r}, 60.0))], workers=1)")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.1)
+        worker = json.loads(log.read_text().splitlines()[0])["pid"]
+        assert worker != proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+    end = time.monotonic() + 20
+    while alive(worker) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not alive(worker)
+    assert "end" not in log.read_text()  # it was stopped, not left to finish
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
