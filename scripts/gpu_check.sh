@@ -178,12 +178,12 @@ run_step() {  # run_step TITLE SECONDS COMMAND...: the command, cut after SECOND
 failed() { [ "$STEP_RC" -ne 0 ] || STEP_RC=$1; }
 
 sid_of() { cut -d')' -f2- "/proc/$1/stat" 2>/dev/null | awk '{ print $4 }'; }
-stop_leftovers() {  # training processes of an earlier call with this FER_WORKDIR that outlived it
+stop_leftovers() {  # training processes (and forkservers: competition.graph) of an earlier call with this FER_WORKDIR that outlived it
   local dir pid mine found=()
   mine=$(sid_of $$)
   for dir in /proc/[0-9]*; do
     pid=${dir#/proc/}
-    [[ "$(tr '\0' ' ' < "$dir/cmdline" 2>/dev/null)" == *competition.@(train_folds|run_all|runner)* ]] || continue
+    [[ "$(tr '\0' ' ' < "$dir/cmdline" 2>/dev/null)" == *competition.@(train_folds|run_all|runner|graph)* ]] || continue
     [ "$(sid_of "$pid")" != "$mine" ] || continue
     tr '\0' '\n' < "$dir/environ" 2>/dev/null | grep -qx "FER_WORKDIR=$FER_WORKDIR" && found+=("$pid")
   done
