@@ -36,7 +36,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -144,11 +144,10 @@ class FoldRun:
         self.val_images = data.train_rows(self.val_rows)
         self.val_labels = data.train_labels[self.val_rows]
         self.stop_after, self.teacher = recipe.epochs, teacher
-        self.config = {"model": job.arch, "fold": job.fold, "recipe": recipe.name, "seed": job.seed,
-                       "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
-                       "threads": torch.get_num_threads(), "precision": self.precision, "settings": asdict(recipe),
-                       "step": asdict(scaled(recipe)), **(provenance or {}),
-                       "teacher": teacher.provenance() if teacher else None}
+        self.config = artifacts.RunConfig(
+            arch=job.arch, fold=job.fold, recipe=recipe.name, seed=job.seed, epochs=recipe.epochs, device=str(device),
+            aug=self.source.aug, threads=torch.get_num_threads(), precision=self.precision, settings=asdict(recipe),
+            step=scaled(recipe), **(provenance or {}), teacher=teacher.provenance() if teacher else None)
         self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
 
     def run(self) -> artifacts.Done:
@@ -188,13 +187,13 @@ class FoldRun:
             raise PastStopAt(f"{self.files.what}: fold(s) {missing} of {source} not finished by --stop-at")
         if missing:
             artifacts.refit_epochs(source, self.k)  # raises, naming the folds to train first
-        differ = artifacts.settings_differ(artifacts.read_config(FoldFiles(source, 0)), self.config)
+        differ = artifacts.settings_differ(artifacts.read_config(FoldFiles(source, 0)), self.config, whole_run=False)
         if differ:
             raise SettingsError(f"{self.files.what}: its folds ({source}) were trained with other settings "
                                 f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
                                 f"--recipe/--set/--epochs as for the folds.")
         self.stop_after, best = artifacts.refit_epochs(source, self.k)
-        self.config["refit"] = {"epochs": self.stop_after, "folds_of": source, "best_epochs": best}
+        self.config = replace(self.config, refit={"epochs": self.stop_after, "folds_of": source, "best_epochs": best})
         print(f"{self.files.what}: {self.stop_after} of {self.recipe.epochs} epochs on all {len(self.train_rows)} "
               f"Training rows (median best epoch of {source}'s folds: {best})")
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from competition import folds, paths, train_folds
+from competition import artifacts, folds, paths, train_folds
 from competition.errors import SettingsError
 from competition.recipes import get_recipe, parse_overrides
 from tests.conftest import REPO
@@ -191,3 +191,30 @@ def test_checkpoints_load_with_weights_only(prepared, capsys):
     torch.save({"model": Payload()}, out / "state.pt")  # a full pickle, not tensors and plain containers
     assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--epochs", "1", *FAST]) == 2
     assert "state.pt: unreadable (UnpicklingError" in capsys.readouterr().err
+
+
+def test_a_config_json_in_the_old_layout_reads_and_resumes(prepared, capsys):
+    """config.json as the code before RunConfig wrote it (a dict of these keys; older ones lack step, threads and
+    precision, or carry keys this version does not know): it reads back field for field, writes back the same
+    keys, and its fold counts as done; another seed or epochs is still refused."""
+    args = ["--model", "baseline_cnn", "--folds", "0", "--epochs", "2", *FAST]
+    assert train_folds.main(args) == 0
+    path = paths.fold_dir("baseline_cnn", 0) / "config.json"
+    written = json.loads(path.read_text())
+    assert list(written) == ["model", "fold", "recipe", "seed", "epochs", "device", "aug", "threads", "precision",
+                             "settings", "step", "k", "folds_sha1", "data_sha1", "versions", "git_commit", "teacher"]
+    config = artifacts.read_config(artifacts.FoldFiles("baseline_cnn", 0))
+    assert (config.arch, config.fold, config.epochs, config.step.batch_size) == ("baseline_cnn", 0, 2, 16)
+    assert config.to_json() == written
+    old = {key: v for key, v in written.items() if key not in ("step", "threads", "precision")} | {"gone": 1}
+    path.write_text(json.dumps(old))
+    assert artifacts.read_config(artifacts.FoldFiles("baseline_cnn", 0)).step is None
+    capsys.readouterr()
+    assert train_folds.main(args) == 0
+    assert "finished earlier" in capsys.readouterr().out
+    assert train_folds.main([*args, "--seeds", "0", "--epochs", "3"]) == 2
+    assert "epochs differ" in capsys.readouterr().err
+    before, now = artifacts.RunConfig.from_json(old), artifacts.RunConfig.from_json(written | {"seed": 4})
+    assert artifacts.settings_differ(before, now) == ["seed"]
+    assert artifacts.settings_differ(before, now, whole_run=False) == []
+
