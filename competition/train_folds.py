@@ -163,7 +163,7 @@ class FoldRun:
             torch.manual_seed(epoch_seed(self.seed, self.seed_fold, 0))  # the initial weights
             self.parts = build(self.arch, self.recipe, self.source.steps, self.device,
                                soft_targets=self.teacher is not None, sample=self.source.sample(),
-                               precision=self.precision, compile_model=self.compile_model)
+                               precision=self.precision, compile_model=self.compile_model, step=self.config.step)
             self.resume()
             with tqdm(total=self.stop_after, initial=self.progress.epoch, disable=not self.show_progress,
                       desc=f"{self.files.what} epochs") as bar:
@@ -267,7 +267,8 @@ class FoldRun:
             tqdm.write(f"{self.files.what}: planned again after epoch {epoch} ({epoch_s:.1f} s per epoch here): "
                        f"{self.stop_after} -> {epochs} epochs")
             self.stop_after = self.progress.planned_epochs = epochs
-            self.parts.scheduler = make_scheduler(self.parts.optimizer, self.recipe, self.source.steps, epochs)
+            self.parts.scheduler = make_scheduler(self.parts.optimizer, self.recipe, self.source.steps, epochs,
+                                                  step=self.config.step)
 
     def checkpoint(self) -> None:
         parts = self.parts
