@@ -400,7 +400,8 @@ def build(folder: Path, names: list[str], allow_missing: bool = False) -> dict:
         artifacts.check_against(ml, data)  # logits from another dataset would make every number wrong
     complete, left_out = ensemble_members(loaded, k, allow_missing)
     steps, ensemble, not_climbed = ladder(loaded, complete, students, k, data, fold_of_row)
-    n = {"generated": time.strftime("%Y-%m-%d %H:%M"), "k": k, "train_rows": len(data.train_labels),
+    n = {"generated": time.strftime("%Y-%m-%d %H:%M"), "k": k, "classes": list(CLASSES),
+         "train_rows": len(data.train_labels),
          "disgust_train": int((data.train_labels == CLASSES.index("Disgust")).sum()),
          "missing": missing + left_out + not_climbed,
          "models": {name: model_numbers(ml, data) for name, ml in loaded.items()}, "ensemble": ensemble,
