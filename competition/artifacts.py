@@ -32,11 +32,13 @@ import hashlib
 import io
 import json
 import pickle
+import platform
 import re
 import subprocess
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +199,23 @@ def check_provenance(files: FoldFiles) -> None:
                             f"folds/folds.csv it was trained on.")
 
 
+def versions() -> dict:
+    def version(package):
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+    return {"python": platform.python_version(), "torch": torch.__version__, "timm": version("timm"),
+            "albumentations": version("albumentations"), "numpy": np.__version__}
+
+
+def run_provenance(data, k: int) -> dict:
+    """RunConfig's provenance fields: where a fold came from (once per process, not per fold)."""
+    return {"k": k, "folds_sha1": folds_sha1(),
+            "data_sha1": data_sha1(data.train_images, data.train_labels, data.test_images),
+            "versions": versions(), "git_commit": git_commit()}
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.REPO, capture_output=True, text=True,
@@ -214,6 +233,15 @@ def write_log(files: FoldFiles, rows: list[dict]) -> None:
 
 def read_log(files: FoldFiles) -> pd.DataFrame:
     return pd.read_csv(files / LOG)
+
+
+@dataclass(frozen=True)
+class Refit:
+    """A refit's epochs as config.json records them: how many, the member whose folds chose them (its own, or the
+    plain member's for a student without folds), and those folds' best epochs."""
+    epochs: int | None = None
+    folds_of: str | None = None
+    best_epochs: list | None = None
 
 
 @dataclass(frozen=True)
@@ -239,11 +267,11 @@ class RunConfig:
     versions: dict | None = None
     git_commit: str | None = None
     teacher: dict | None = None  # a student's teacher: its sha1 and weight (Teacher.provenance)
-    refit: dict | None = None  # a refit's epochs, the member whose folds chose them, and their best epochs
+    refit: Refit | None = None  # a refit's epochs (None for a fold)
 
     def to_json(self) -> dict:
         out = {("model" if f.name == "arch" else f.name): getattr(self, f.name) for f in fields(self)}
-        out["step"] = asdict(self.step) if self.step else None
+        out |= {"step": asdict(self.step) if self.step else None, "refit": asdict(self.refit) if self.refit else None}
         return out if self.refit else {key: v for key, v in out.items() if key != "refit"}
 
     @classmethod
@@ -251,9 +279,9 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         values = {("arch" if key == "model" else key): v for key, v in recorded.items()}
         values = {key: v for key, v in values.items() if key in known}
-        step = values.get("step")
+        step, refit = values.get("step"), values.get("refit")
         return cls(**values | {"step": StepSettings(**step) if step else None,
-                               "settings": values.get("settings") or {}})
+                               "refit": Refit(**refit) if refit else None, "settings": values.get("settings") or {}})
 
     @property
     def provenance(self) -> dict:

@@ -37,7 +37,6 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -91,16 +90,6 @@ class Progress:
     log: list = field(default_factory=list)
 
 
-def versions() -> dict:
-    def version(package):
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-    return {"python": platform.python_version(), "torch": torch.__version__, "timm": version("timm"),
-            "albumentations": version("albumentations"), "numpy": np.__version__}
-
-
 @dataclass(frozen=True)
 class Job:
     """One thing to train: an architecture's fold (or its refit, fold None) for one seed and tag."""
@@ -128,7 +117,7 @@ class RunContext:
     device: torch.device
     aug: str = "auto"
     precision: str = "auto"
-    provenance: dict | None = None  # provenance_of: what config.json records of the data and code
+    provenance: dict | None = None  # artifacts.run_provenance: of the data and code
     teacher: artifacts.Teacher | None = None
     stop_at: float | None = None  # time.monotonic() of the run's hard end (--stop-at), or None
     checkpoint_every: float = 30.0
@@ -211,7 +200,7 @@ class FoldRun:
                                 f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
                                 f"--recipe/--set/--epochs as for the folds.")
         self.stop_after, best = artifacts.refit_epochs(source, self.k)
-        self.config = replace(self.config, refit={"epochs": self.stop_after, "folds_of": source, "best_epochs": best})
+        self.config = replace(self.config, refit=artifacts.Refit(self.stop_after, source, best))
         print(f"{self.files.what}: {self.stop_after} of {self.recipe.epochs} epochs on all {len(self.train_rows)} "
               f"Training rows (median best epoch of {source}'s folds: {best})")
 
@@ -336,13 +325,6 @@ class PastStopAt(Exception):
     """The run's --stop-at came before this job could start (or before the folds a refit needs)."""
 
 
-def provenance_of(data, k: int) -> dict:
-    """What a fold's config.json records of where it came from (once per process, not per fold)."""
-    return {"k": k, "folds_sha1": artifacts.folds_sha1(),
-            "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images),
-            "versions": versions(), "git_commit": artifacts.git_commit()}
-
-
 # ---------------------------------------------------------------- jobs
 
 def parse_models(spec: str) -> list[str]:
@@ -455,7 +437,7 @@ def train(jobs: list[Job], s: Settings, gpu: int = 0, node: str = "") -> list[di
     names = list(dict.fromkeys(j.arch for j in jobs))
     recipes = {n: get_recipe(s.recipe, n, dict(s.overrides), device.type) for n in names}
     torch.set_num_threads(s.threads or os.cpu_count() or 1)
-    provenance = provenance_of(data, k)
+    provenance = artifacts.run_provenance(data, k)
     resident = Resident.place(data, device, s.aug)
     deadlines, caps = [None] * len(jobs), {n: r.epochs for n, r in recipes.items()}
     if s.budget > 0:
