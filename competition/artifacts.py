@@ -226,6 +226,12 @@ def git_commit() -> str:
 
 # ---------------------------------------------------------------- log.csv and config.json
 
+def known_fields(record: type, recorded: dict):
+    """The record from what a file recorded: a key an older version did not write takes the field's default, and
+    a key this version does not know is left out (so a file from another version still reads)."""
+    return record(**{f.name: recorded[f.name] for f in fields(record) if f.name in recorded})
+
+
 def write_log(files: FoldFiles, rows: list[dict]) -> None:
     """log.csv, one row per epoch (LOG_COLUMNS), rewritten whole after each epoch."""
     atomic_write_text(files / LOG, pd.DataFrame(rows, columns=LOG_COLUMNS).to_csv(index=False))
@@ -276,12 +282,11 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, recorded: dict) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
         values = {("arch" if key == "model" else key): v for key, v in recorded.items()}
-        values = {key: v for key, v in values.items() if key in known}
         step, refit = values.get("step"), values.get("refit")
-        return cls(**values | {"step": StepSettings(**step) if step else None,
-                               "refit": Refit(**refit) if refit else None, "settings": values.get("settings") or {}})
+        return known_fields(cls, values | {"step": known_fields(StepSettings, step) if step else None,
+                                           "refit": known_fields(Refit, refit) if refit else None,
+                                           "settings": values.get("settings") or {}})
 
     @property
     def provenance(self) -> dict:
@@ -398,8 +403,7 @@ def write_done(files: FoldFiles, done: Done) -> None:
 
 
 def read_done(files: FoldFiles) -> Done:
-    recorded = json.loads((files / DONE).read_text())
-    return Done(**{f.name: recorded[f.name] for f in fields(Done) if f.name in recorded})
+    return known_fields(Done, json.loads((files / DONE).read_text()))
 
 
 # ---------------------------------------------------------------- finished folds
