@@ -8,6 +8,16 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no update check over the network at its import (any module)
 
-from models.fer import CLASSES, IMAGE_SIZE, NUM_CLASSES  # noqa: F401,E402  (stated once, in models/fer.py)
+INPUT_FACTS = ("CLASSES", "IMAGE_SIZE", "NUM_CLASSES")  # stated once, in models/fer.py
+
+
+def __getattr__(name: str):
+    """`from competition import CLASSES` reads models/fer.py on first use, not at `import competition`: importing
+    the models package registers every architecture with timm (torch and all), which a module that only renders
+    text (report_markdown) must not pay for."""
+    if name in INPUT_FACTS:
+        from models import fer
+        return getattr(fer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 SLUG = "challenges-in-representation-learning-facial-expression-recognition-challenge"

@@ -32,11 +32,13 @@ import hashlib
 import io
 import json
 import pickle
+import platform
 import re
 import subprocess
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,7 @@ from competition import folds, paths
 from competition.atomic import atomic_open, atomic_write_text, file_lock
 from competition.data import DataError, FerData, load_dataset
 from competition.errors import SettingsError
+from competition.recipes import StepSettings
 
 CONFIG, LOG, STATE, BEST = "config.json", "log.csv", "state.pt", "best.pt"
 TEACHER = "teacher.npz"  # submissions/teacher.npz: the last ensemble's OOF probabilities, a student's soft targets
@@ -186,7 +189,7 @@ def check_provenance(files: FoldFiles) -> None:
     """A finished fold or refit is read only if its config.json records the current dataset fingerprint,
     folds.csv hash and k: logits trained on other data or another split would leak the held-out rows'
     labels (a Training row fold 0 trained on may be held out now) or score the wrong rows."""
-    recorded = read_config(files)
+    recorded = (read_config(files) or RunConfig()).provenance
     differ = stale_keys(recorded)
     if differ:
         named = ", ".join(PROVENANCE_WHAT[key] + (" (not recorded)" if key not in recorded else "") for key in differ)
@@ -194,6 +197,23 @@ def check_provenance(files: FoldFiles) -> None:
                             f"differ. It can't be used, --allow-missing or not: train it again (delete that "
                             f"folder and run the same ./run.sh train command), or restore the dataset and "
                             f"folds/folds.csv it was trained on.")
+
+
+def versions() -> dict:
+    def version(package):
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+    return {"python": platform.python_version(), "torch": torch.__version__, "timm": version("timm"),
+            "albumentations": version("albumentations"), "numpy": np.__version__}
+
+
+def run_provenance(data, k: int) -> dict:
+    """RunConfig's provenance fields: where a fold came from (once per process, not per fold)."""
+    return {"k": k, "folds_sha1": folds_sha1(),
+            "data_sha1": data_sha1(data.train_images, data.train_labels, data.test_images),
+            "versions": versions(), "git_commit": git_commit()}
 
 
 def git_commit() -> str:
@@ -204,37 +224,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-# ---------------------------------------------------------------- provenance
+# ---------------------------------------------------------------- log.csv and config.json
 
-def settings_differ(before: dict, now: dict) -> list[str]:
-    """The recipe knobs (config.json's "settings") on which two fold configs differ, sorted: the one answer to
-    "were these trained with the same settings?" (a resume, a refit of its folds)."""
-    recorded = before.get("settings") or {}
-    return sorted(key for key in now["settings"] if recorded.get(key) != now["settings"][key])
-
-
-def check_same_run(files: FoldFiles, config: dict) -> None:
-    """A fold resumes, or counts as done, only with the settings, seed, split and data it started with.
-    The commit may differ (a code update resumes), and is then only noted."""
-    path = files / CONFIG
-    if not path.exists() or not ((files / STATE).exists() or files.is_done()):
-        return
-    before = json.loads(path.read_text())
-    differ = settings_differ(before, config) + [key for key in ("seed", *PROVENANCE_KEYS)
-                                                if before.get(key) != config.get(key)]
-    if differ:
-        named = ", ".join(PROVENANCE_WHAT.get(key, key) for key in differ)
-        raise SettingsError(f"{files.dir} was started with other settings or data ({named} differ). Run again "
-                            f"with the same ones, or delete that folder to train this fold from scratch.")
-    if before.get("git_commit") != config.get("git_commit"):
-        print(f"note: {files.dir} was started at commit {before.get('git_commit', '?')[:10]}, "
-              f"now {config.get('git_commit', '?')[:10]}; resuming with the same settings")
-
-
-def read_config(files: FoldFiles) -> dict:
-    """The fold's config.json ({} when it has none yet)."""
-    path = files / CONFIG
-    return json.loads(path.read_text()) if path.exists() else {}
+def known_fields(record: type, recorded: dict):
+    """The record from what a file recorded: a key an older version did not write takes the field's default, and
+    a key this version does not know is left out (so a file from another version still reads)."""
+    return record(**{f.name: recorded[f.name] for f in fields(record) if f.name in recorded})
 
 
 def write_log(files: FoldFiles, rows: list[dict]) -> None:
@@ -246,10 +241,100 @@ def read_log(files: FoldFiles) -> pd.DataFrame:
     return pd.read_csv(files / LOG)
 
 
-def write_config_once(files: FoldFiles, config: dict) -> None:
+@dataclass(frozen=True)
+class Refit:
+    """A refit's epochs as config.json records them: how many, the member whose folds chose them (its own, or the
+    plain member's for a student without folds), and those folds' best epochs."""
+    epochs: int | None = None
+    folds_of: str | None = None
+    best_epochs: list | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """config.json: how a fold or refit was started (recipe, CLI settings, budget-sized epochs, provenance),
+    built once by the fold's run and written once. On disk each field is a key of its own name (`arch` as
+    "model"); a key an older version did not write reads as its default (None: not recorded), and a key this
+    version does not know is ignored, so every work folder resumes."""
+    arch: str | None = None  # "model" on disk
+    fold: int | None = None
+    recipe: str | None = None
+    seed: int | None = None
+    epochs: int | None = None  # the recipe's epochs after --epochs and --budget
+    device: str | None = None
+    aug: str | None = None  # the augmentation path taken (albumentations or tensor)
+    threads: int | None = None
+    precision: str | None = None
+    settings: dict = field(default_factory=dict)  # every recipe knob (recipes.Recipe as a dict)
+    step: StepSettings | None = None  # what one optimizer step uses at this batch (recipes.scaled, applied once)
+    k: int | None = None
+    folds_sha1: str | None = None
+    data_sha1: str | None = None
+    versions: dict | None = None
+    git_commit: str | None = None
+    teacher: dict | None = None  # a student's teacher: its sha1 and weight (Teacher.provenance)
+    refit: Refit | None = None  # a refit's epochs (None for a fold)
+
+    def to_json(self) -> dict:
+        out = {("model" if f.name == "arch" else f.name): getattr(self, f.name) for f in fields(self)}
+        out |= {"step": asdict(self.step) if self.step else None, "refit": asdict(self.refit) if self.refit else None}
+        return out if self.refit else {key: v for key, v in out.items() if key != "refit"}
+
+    @classmethod
+    def from_json(cls, recorded: dict) -> "RunConfig":
+        values = {("arch" if key == "model" else key): v for key, v in recorded.items()}
+        step, refit = values.get("step"), values.get("refit")
+        return known_fields(cls, values | {"step": known_fields(StepSettings, step) if step else None,
+                                           "refit": known_fields(Refit, refit) if refit else None,
+                                           "settings": values.get("settings") or {}})
+
+    @property
+    def provenance(self) -> dict:
+        """What it records of current_provenance's keys (a missing one: not recorded)."""
+        return {key: getattr(self, key) for key in ("k", "folds_sha1", "data_sha1") if getattr(self, key) is not None}
+
+    @property
+    def teacher_sha1(self) -> str | None:
+        return (self.teacher or {}).get("sha1")
+
+
+def settings_differ(before: RunConfig | None, now: RunConfig, whole_run: bool = True) -> list[str]:
+    """What differs between two fold configs: the recipe knobs (sorted), then, for `whole_run`, the seed and the
+    provenance (PROVENANCE_KEYS). The one answer to "were these trained with the same settings?": a resume
+    compares the whole run, a refit only its folds' recipe (a student's refit may follow a plain member's folds)."""
+    before = before or RunConfig()
+    knobs = sorted(key for key in now.settings if before.settings.get(key) != now.settings[key])
+    if not whole_run:
+        return knobs
+    return knobs + [key for key in ("seed", *PROVENANCE_KEYS) if getattr(before, key) != getattr(now, key)]
+
+
+def check_same_run(files: FoldFiles, config: RunConfig) -> None:
+    """A fold resumes, or counts as done, only with the settings, seed, split and data it started with.
+    The commit may differ (a code update resumes), and is then only noted."""
+    if not (files / CONFIG).exists() or not ((files / STATE).exists() or files.is_done()):
+        return
+    before = read_config(files)
+    differ = settings_differ(before, config)
+    if differ:
+        named = ", ".join(PROVENANCE_WHAT.get(key, key) for key in differ)
+        raise SettingsError(f"{files.dir} was started with other settings or data ({named} differ). Run again "
+                            f"with the same ones, or delete that folder to train this fold from scratch.")
+    if before.git_commit != config.git_commit:
+        print(f"note: {files.dir} was started at commit {(before.git_commit or '?')[:10]}, "
+              f"now {(config.git_commit or '?')[:10]}; resuming with the same settings")
+
+
+def read_config(files: FoldFiles) -> RunConfig | None:
+    """The fold's config.json (None when it has none yet)."""
+    path = files / CONFIG
+    return RunConfig.from_json(json.loads(path.read_text())) if path.exists() else None
+
+
+def write_config_once(files: FoldFiles, config: RunConfig) -> None:
     """config.json records the first start; a resume keeps it."""
     if not (files / CONFIG).exists() or not (files / STATE).exists():
-        atomic_write_text(files / CONFIG, json.dumps(config, indent=2))
+        atomic_write_text(files / CONFIG, json.dumps(config.to_json(), indent=2))
 
 
 # ---------------------------------------------------------------- reading and writing
@@ -318,8 +403,7 @@ def write_done(files: FoldFiles, done: Done) -> None:
 
 
 def read_done(files: FoldFiles) -> Done:
-    recorded = json.loads((files / DONE).read_text())
-    return Done(**{f.name: recorded[f.name] for f in fields(Done) if f.name in recorded})
+    return known_fields(Done, json.loads((files / DONE).read_text()))
 
 
 # ---------------------------------------------------------------- finished folds
@@ -328,25 +412,25 @@ def finished_folds(member: str, k: int) -> list[int]:
     return [f for f in range(k) if FoldFiles(member, f).is_done()]
 
 
-def member_config(member: str, k: int | None = None) -> dict:
-    """The config.json of the member's first started fold or refit ({} when nothing is on disk)."""
+def member_config(member: str, k: int | None = None) -> RunConfig:
+    """The config.json of the member's first started fold or refit (empty when nothing is on disk)."""
     k = fold_count() if k is None else k
     for fold in [*range(k), None]:
-        config = FoldFiles(member, fold) / CONFIG
-        if config.exists():
-            return json.loads(config.read_text())
-    return {}
+        config = read_config(FoldFiles(member, fold))
+        if config is not None:
+            return config
+    return RunConfig()
 
 
 def arch_of(member: str, k: int | None = None) -> str:
     """The architecture a member trains (config.json's model); the name itself when nothing is on disk."""
-    return member_config(member, k).get("model", member)
+    return member_config(member, k).arch or member
 
 
 def is_student(member: str, k: int | None = None) -> bool:
     """Trained against a teacher's soft targets: its OOF saw the teacher's folds' labels, so it must not be
     weighted on OOF beside other members."""
-    return bool(member_config(member, k).get("teacher"))
+    return bool(member_config(member, k).teacher)
 
 
 def refit_epochs(member: str, k: int) -> tuple[int, list[int]]:

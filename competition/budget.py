@@ -146,8 +146,8 @@ def fit_budget(minutes: float, mine: list, recipes: dict[str, Recipe], resident,
         raise SettingsError("--budget sizes fold runs only; train refits in a command of their own, "
                             "without --budget (they repeat their folds' recipe).")
     start = time.monotonic()
-    fixed = {j.arch: artifacts.read_config(j.files)["epochs"] for j in mine
-             if artifacts.read_config(j.files)}  # an arch keeps the epochs its first started fold got
+    started = [(j.arch, artifacts.read_config(j.files)) for j in mine]
+    fixed = {arch: config.epochs for arch, config in started if config}  # an arch keeps its first started fold's
     todo = [j for j in mine if not j.files.is_done()]
     if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
         return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)

@@ -16,18 +16,23 @@ from competition.errors import run_command
 from competition.kaggle_cli import download_competition
 
 
+def run(source: Path | None = None, force: bool = False) -> None:
+    """Import `source` (a zip, tar.gz, csv or folder), or else the competition zip in data/raw/ (downloaded when
+    absent, or again with `force`), into data/fer2013.npz: the command's work, and run_all's data stage."""
+    if source is None:
+        zip_path = paths.raw_dir() / f"{SLUG}.zip"
+        source = zip_path if zip_path.exists() and not force else download_competition(paths.raw_dir())
+        print(f"competition files: {source}")
+    prepare(source, force=force)
+
+
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--from", dest="source", type=Path,
                         help="import this zip / tar.gz / csv / folder instead of downloading")
     parser.add_argument("--force", action="store_true", help="download and parse again even if up to date")
     args = parser.parse_args(argv)
-    source = args.source
-    if source is None:
-        zip_path = paths.raw_dir() / f"{SLUG}.zip"
-        source = zip_path if zip_path.exists() and not args.force else download_competition(paths.raw_dir())
-        print(f"competition files: {source}")
-    prepare(source, force=args.force)
+    run(args.source, args.force)
     return 0
 
 

@@ -31,7 +31,7 @@ from competition.augment import normalize, tensor_augment
 from competition.device import autocast_for, grad_scaler, pick_precision
 from competition.errors import SettingsError
 from competition.infer import infer
-from competition.recipes import Recipe, scaled
+from competition.recipes import Recipe, StepSettings, scaled
 from models.fer import IMAGE_SIZE, IN_CHANS, NUM_CLASSES
 
 
@@ -105,22 +105,24 @@ def net_from_best(saved: dict, device: torch.device) -> torch.nn.Module:
 
 def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.device,
           soft_targets: bool = False, sample=None, precision: str = "auto",
-          compile_model: bool = False) -> TrainParts:
+          compile_model: bool = False, step: StepSettings | None = None) -> TrainParts:
     """Model, optimizer, scheduler, EMA, loss and mixup from timm's factories.
     soft_targets: the batches carry (batch, 7) target probabilities (a teacher's) instead of class indices;
     the loss is then the cross-entropy against them, and label smoothing is the teacher's to give.
-    sample: normalised training images for a data-dependent init (`prepare_net`)."""
+    sample: normalised training images for a data-dependent init (`prepare_net`).
+    step: lr, warm-up and EMA decay at the recipe's batch, as the run recorded them (a fold's RunConfig.step);
+    the batch rule (`scaled`) is applied here only for a caller that has none (the bench, the budget's probe)."""
     if soft_targets and (recipe.mixup or recipe.cutmix):
         raise SettingsError("training against a teacher's soft targets with mixup or cutmix is not supported: "
                             "--set mixup=0 --set cutmix=0")
-    step = scaled(recipe)
+    step = step or scaled(recipe)
     model = create_model(model_name, recipe.drop_rate).to(device, memory_format=torch.channels_last)
     prepare_net(model, recipe, sample)
     fused = {"fused": True} if device.type == "cuda" and recipe.opt.lower() in ("adam", "adamw", "sgd") else {}
     groups = {"param_group_fn": lambda net: param_groups(net, recipe)} if recipe.bias_lr != 1 else {}
     optimizer = create_optimizer_v2(model, opt=recipe.opt, lr=step.lr, weight_decay=recipe.weight_decay,
                                     momentum=recipe.momentum, **fused, **groups)
-    scheduler = make_scheduler(optimizer, recipe, steps_per_epoch)
+    scheduler = make_scheduler(optimizer, recipe, steps_per_epoch, step=step)
     ema = ModelEmaV3(model, decay=step.ema_decay, use_warmup=True) if step.ema_decay else None
     mixup = (Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.label_smoothing,
                    num_classes=NUM_CLASSES) if recipe.mixup or recipe.cutmix else None)
@@ -133,11 +135,12 @@ def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.d
                       grad_scaler(device, precision))
 
 
-def make_scheduler(optimizer, recipe: Recipe, steps_per_epoch: int, epochs: int | None = None):
+def make_scheduler(optimizer, recipe: Recipe, steps_per_epoch: int, epochs: int | None = None,
+                   step: StepSettings | None = None):
     """timm's scheduler for the recipe, over `epochs` (default the recipe's): a budget that plans again after
-    the first epochs gives the cosine its new length before it has decayed far."""
+    the first epochs gives the cosine its new length before it has decayed far. `step`: as in `build`."""
     return create_scheduler_v2(optimizer, sched=recipe.sched, num_epochs=epochs or recipe.epochs,
-                               warmup_epochs=scaled(recipe).warmup_epochs, warmup_lr=recipe.warmup_lr,
+                               warmup_epochs=(step or scaled(recipe)).warmup_epochs, warmup_lr=recipe.warmup_lr,
                                min_lr=recipe.min_lr, decay_epochs=recipe.decay_epochs, decay_rate=recipe.decay_rate,
                                step_on_epochs=False, updates_per_epoch=steps_per_epoch)[0]
 

@@ -24,6 +24,7 @@ from competition.data import DataError, duplicate_groups, load_dataset
 from competition.errors import SettingsError, quote, run_command
 
 AGAIN = "Run `./run.sh folds` again."
+SPLIT_SEED = 42  # the splitter's default shuffling seed (run_all's split too)
 
 
 def make_folds(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -97,20 +98,26 @@ def fold_count(path: Path | None = None) -> int:
     return int(read_folds(path).max()) + 1
 
 
-def _main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--k", type=int, default=5, help="number of folds")
-    parser.add_argument("--seed", type=int, default=42, help="shuffling seed of the splitter")
-    args = parser.parse_args(argv)
+def run(k: int = 5, seed: int = SPLIT_SEED) -> None:
+    """Split the prepared dataset's Training rows into k folds (duplicates grouped) and write folds/folds.csv:
+    the command's work, and run_all's folds stage."""
     data = load_dataset()
     groups = duplicate_groups(data.train_images)
-    fold = make_folds(data.train_labels, groups, args.k, args.seed)
+    fold = make_folds(data.train_labels, groups, k, seed)
     table = pd.DataFrame({"row": np.arange(len(fold)), "label": data.train_labels, "group": groups, "fold": fold})
     atomic_write_text(paths.folds_csv(), table.to_csv(index=False))
     counts = pd.crosstab(table["fold"], table["label"])
-    print(f"wrote {paths.folds_csv()}: {args.k} folds of {len(fold)} Training rows (seed {args.seed}), "
+    print(f"wrote {paths.folds_csv()}: {k} folds of {len(fold)} Training rows (seed {seed}), "
           f"{int((np.bincount(groups) > 1).sum())} duplicate groups kept whole")
     print(counts.to_string())
+
+
+def _main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--k", type=int, default=5, help="number of folds")
+    parser.add_argument("--seed", type=int, default=SPLIT_SEED, help="shuffling seed of the splitter")
+    args = parser.parse_args(argv)
+    run(args.k, args.seed)
     return 0
 
 

@@ -106,7 +106,7 @@ def model_numbers(ml, data: FerData) -> dict:
 def run_cost(member: str, fold: int | None) -> tuple[float | None, str]:
     """(training-loop seconds from done.json, device type from config.json) of one finished fold or refit."""
     files = artifacts.FoldFiles(member, fold)
-    device = artifacts.read_config(files).get("device")
+    device = (artifacts.read_config(files) or artifacts.RunConfig()).device
     return artifacts.read_done(files).seconds, str(device or "unknown").split(":")[0]
 
 
@@ -218,7 +218,7 @@ def ensemble_ladder(complete: list, data: FerData) -> list[dict]:
 def teacher_runs(student: str, k: int) -> tuple[list[tuple[str, int]], str]:
     """(the fold runs of the ensemble a student learned from, what the row says of it), read from
     submissions/teacher.npz when that file is still its teacher (the sha1 in the student's config.json)."""
-    sha1 = (artifacts.member_config(student, k).get("teacher") or {}).get("sha1")
+    sha1 = artifacts.member_config(student, k).teacher_sha1
     path = artifacts.teacher_path()
     if not path.exists() or artifacts.teacher_sha1(path) != sha1:
         return [], f"its teacher's runs are not counted: {artifacts.TEACHER} is no longer its teacher"
@@ -400,7 +400,8 @@ def build(folder: Path, names: list[str], allow_missing: bool = False) -> dict:
         artifacts.check_against(ml, data)  # logits from another dataset would make every number wrong
     complete, left_out = ensemble_members(loaded, k, allow_missing)
     steps, ensemble, not_climbed = ladder(loaded, complete, students, k, data, fold_of_row)
-    n = {"generated": time.strftime("%Y-%m-%d %H:%M"), "k": k, "train_rows": len(data.train_labels),
+    n = {"generated": time.strftime("%Y-%m-%d %H:%M"), "k": k, "classes": list(CLASSES),
+         "train_rows": len(data.train_labels),
          "disgust_train": int((data.train_labels == CLASSES.index("Disgust")).sum()),
          "missing": missing + left_out + not_climbed,
          "models": {name: model_numbers(ml, data) for name, ml in loaded.items()}, "ensemble": ensemble,

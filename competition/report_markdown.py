@@ -4,13 +4,13 @@
 
 Kept apart from competition.report so that the wording and layout of the report can change without touching
 how a number is made, and the reverse. Everything here is a function of the numbers dict (report.json's
-content, the local leaderboard's last rows included): it reads no file; no logits, no models, no figures.
+content, the local leaderboard's last rows and the class names included): it reads no file; no logits, no
+models, no figures, and it imports no torch (a text renderer; `import competition` does not load the models).
 The reference points (2013 winner, humans) live here, as they are only ever printed; the study's own reported
 results come with each model's numbers (its model file's facts).
 """
 import numpy as np
 
-from competition import CLASSES
 
 WINNER_PRIVATE = 0.7116  # the 2013 winner's PrivateTest score (Tang, CNN with a linear-SVM loss)
 HUMAN = 0.65  # human accuracy on FER2013, about 65% +- 5% (Goodfellow et al. 2013)
@@ -118,7 +118,7 @@ def section_ladder(n: dict) -> str:
 
 def disgust_line(m: dict, n: dict) -> str:
     c = m["per_class"]
-    d = CLASSES.index("Disgust")
+    d = n["classes"].index("Disgust")
     others = [f1 for i, f1 in enumerate(c["f1"]) if i != d]
     return (f"Disgust has {n['disgust_train']} of {n['train_rows']} training images "
             f"({n['disgust_train'] / n['train_rows']:.1%}): its OOF precision is {c['precision'][d]:.2f}, recall "
@@ -133,7 +133,7 @@ def section_model(name: str, m: dict, n: dict) -> str:
     c = m["per_class"]
     classes = md_table(["class", "OOF rows", "precision", "recall", "F1"],
                        [[cls, c["support"][i], f"{c['precision'][i]:.2f}", f"{c['recall'][i]:.2f}", f"{c['f1'][i]:.2f}"]
-                        for i, cls in enumerate(CLASSES)])
+                        for i, cls in enumerate(n["classes"])])
     return "\n\n".join([f"### {name} ({(m.get('study') or ('',))[0]})",
                         f"{m['params']:,} parameters, {m['macs'] / 1e6:.2f} M multiply-adds per 48x48 image. "
                         f"OOF accuracy with TTA {pct(m['oof'])}.", folds,
@@ -142,7 +142,8 @@ def section_model(name: str, m: dict, n: dict) -> str:
 
 
 def section_mistakes(n: dict) -> str:
-    lines = [f"- Training row {x['row']}: true {CLASSES[x['true']]}, predicted {CLASSES[x['pred']]} "
+    classes = n["classes"]
+    lines = [f"- Training row {x['row']}: true {classes[x['true']]}, predicted {classes[x['pred']]} "
              f"({x['confidence']:.0%})" for x in n["mistakes"]["images"]]
     return "\n".join([f"## Most confidently wrong validation images ({n['mistakes']['source']})", "",
                       f"![confident mistakes]({MISTAKES_PNG})", "",

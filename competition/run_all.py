@@ -50,20 +50,18 @@ def stage(title: str, fn, *args) -> None:
     print(f"=== {title}: {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def get_data(source: Path | None) -> int:
-    if source is not None:
-        return download.main(["--from", str(source)])
-    if paths.cache_path().exists():
+def get_data(source: Path | None) -> None:
+    if source is None and paths.cache_path().exists():
         print(f"{paths.cache_path()}: present; pass --from PATH or run ./run.sh download --force to refresh")
-        return 0
-    return download.main([])
+        return
+    download.run(source)
 
 
-def make_folds(k: int) -> int:
+def make_folds(k: int) -> None:
     if paths.folds_csv().exists():
         print(f"{paths.folds_csv()}: present, kept")
-        return 0
-    return folds.main(["--k", str(k), "--seed", "42"])
+        return
+    folds.run(k, folds.SPLIT_SEED)
 
 
 def architectures(spec: str | None, device: str, quick: bool = False) -> list[str]:

@@ -36,8 +36,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,16 +90,6 @@ class Progress:
     log: list = field(default_factory=list)
 
 
-def versions() -> dict:
-    def version(package):
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-    return {"python": platform.python_version(), "torch": torch.__version__, "timm": version("timm"),
-            "albumentations": version("albumentations"), "numpy": np.__version__}
-
-
 @dataclass(frozen=True)
 class Job:
     """One thing to train: an architecture's fold (or its refit, fold None) for one seed and tag."""
@@ -119,36 +108,53 @@ class Job:
         return FoldFiles(self.member, self.fold)
 
 
+@dataclass(frozen=True, eq=False)
+class RunContext:
+    """What every job of one `train` call shares (FoldRun's inputs other than the job, its recipe and its
+    budget): the resident data and split, where and how it trains, provenance, the teacher, the run's end."""
+    data: Resident
+    fold_of_row: np.ndarray
+    device: torch.device
+    aug: str = "auto"
+    precision: str = "auto"
+    provenance: dict | None = None  # artifacts.run_provenance: of the data and code
+    teacher: artifacts.Teacher | None = None
+    stop_at: float | None = None  # time.monotonic() of the run's hard end (--stop-at), or None
+    checkpoint_every: float = 30.0
+    compile: bool = False
+    node: str = ""  # where done.json says it ran (default: this host)
+    progress: bool = False  # tqdm bars
+
+
 class FoldRun:
     """Everything about training one (member, fold) or refit: lock, resume, epochs, checkpoints, final logits."""
 
-    def __init__(self, job: Job, data: Resident, fold_of_row, recipe: Recipe, device, aug, progress=False,
-                 checkpoint_every=30.0, provenance=None, deadline=None, teacher: artifacts.Teacher | None = None,
-                 stop_at: float | None = None, precision: str = "auto", max_epochs: int | None = None,
-                 compile_model: bool = False, node: str = ""):
-        self.job, self.arch, self.fold, self.recipe, self.seed, self.device = (job, job.arch, job.fold, recipe,
-                                                                              job.seed, device)
-        self.files, self.data, self.show_progress = job.files, data, progress
-        self.checkpoint_every, self.deadline, self.refit = checkpoint_every, deadline, job.fold is None
-        self.stop_at = stop_at  # time.monotonic() of the run's hard end (--stop-at), or None
-        self.precision = pick_precision(device, precision)
-        self.compile_model, self.node = compile_model, node or platform.node()  # node: where done.json says it ran
-        self.max_epochs = max_epochs  # budget-sized: the most a replan may give (the recipe's epochs before sizing)
+    def __init__(self, job: Job, recipe: Recipe, context: RunContext, deadline: float | None = None,
+                 max_epochs: int | None = None):
+        """`deadline`: this job's --budget share ends here (time.monotonic()); `max_epochs`: the most a replan
+        may give a budget-sized fold (the recipe's epochs before sizing)."""
+        c, fold_of_row = context, context.fold_of_row
+        self.job, self.arch, self.fold, self.seed, self.recipe = job, job.arch, job.fold, job.seed, recipe
+        self.files, self.data, self.device, self.teacher = job.files, c.data, c.device, c.teacher
+        self.stop_at = c.stop_at
+        self.show_progress, self.checkpoint_every, self.node = c.progress, c.checkpoint_every, c.node or platform.node()
+        self.compile_model, self.precision = c.compile, pick_precision(c.device, c.precision)
+        self.deadline, self.max_epochs, self.refit = deadline, max_epochs, job.fold is None
         self.k = int(fold_of_row.max()) + 1
         self.train_rows = np.flatnonzero(fold_of_row >= 0 if self.refit else fold_of_row != job.fold)
         self.val_rows = np.flatnonzero(fold_of_row == job.fold) if not self.refit else self.train_rows[:0]
-        labels = data.train_labels[self.train_rows]
-        self.source = BatchSource(data.train_rows(self.train_rows),
-                                  teacher.targets(self.train_rows, labels) if teacher else labels,
-                                  recipe, device, aug)
-        self.val_images = data.train_rows(self.val_rows)
-        self.val_labels = data.train_labels[self.val_rows]
-        self.stop_after, self.teacher = recipe.epochs, teacher
-        self.config = {"model": job.arch, "fold": job.fold, "recipe": recipe.name, "seed": job.seed,
-                       "epochs": recipe.epochs, "device": str(device), "aug": self.source.aug,
-                       "threads": torch.get_num_threads(), "precision": self.precision, "settings": asdict(recipe),
-                       "step": asdict(scaled(recipe)), **(provenance or {}),
-                       "teacher": teacher.provenance() if teacher else None}
+        labels = c.data.train_labels[self.train_rows]
+        self.source = BatchSource(c.data.train_rows(self.train_rows),
+                                  c.teacher.targets(self.train_rows, labels) if c.teacher else labels,
+                                  recipe, c.device, c.aug)
+        self.val_images = c.data.train_rows(self.val_rows)
+        self.val_labels = c.data.train_labels[self.val_rows]
+        self.stop_after = recipe.epochs
+        self.config = artifacts.RunConfig(
+            arch=job.arch, fold=job.fold, recipe=recipe.name, seed=job.seed, epochs=recipe.epochs,
+            device=str(c.device), aug=self.source.aug, threads=torch.get_num_threads(), precision=self.precision,
+            settings=asdict(recipe), step=scaled(recipe), **(c.provenance or {}),
+            teacher=c.teacher.provenance() if c.teacher else None)
         self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
 
     def run(self) -> artifacts.Done:
@@ -164,7 +170,7 @@ class FoldRun:
             torch.manual_seed(epoch_seed(self.seed, self.seed_fold, 0))  # the initial weights
             self.parts = build(self.arch, self.recipe, self.source.steps, self.device,
                                soft_targets=self.teacher is not None, sample=self.source.sample(),
-                               precision=self.precision, compile_model=self.compile_model)
+                               precision=self.precision, compile_model=self.compile_model, step=self.config.step)
             self.resume()
             with tqdm(total=self.stop_after, initial=self.progress.epoch, disable=not self.show_progress,
                       desc=f"{self.files.what} epochs") as bar:
@@ -188,13 +194,13 @@ class FoldRun:
             raise PastStopAt(f"{self.files.what}: fold(s) {missing} of {source} not finished by --stop-at")
         if missing:
             artifacts.refit_epochs(source, self.k)  # raises, naming the folds to train first
-        differ = artifacts.settings_differ(artifacts.read_config(FoldFiles(source, 0)), self.config)
+        differ = artifacts.settings_differ(artifacts.read_config(FoldFiles(source, 0)), self.config, whole_run=False)
         if differ:
             raise SettingsError(f"{self.files.what}: its folds ({source}) were trained with other settings "
                                 f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
                                 f"--recipe/--set/--epochs as for the folds.")
         self.stop_after, best = artifacts.refit_epochs(source, self.k)
-        self.config["refit"] = {"epochs": self.stop_after, "folds_of": source, "best_epochs": best}
+        self.config = replace(self.config, refit=artifacts.Refit(self.stop_after, source, best))
         print(f"{self.files.what}: {self.stop_after} of {self.recipe.epochs} epochs on all {len(self.train_rows)} "
               f"Training rows (median best epoch of {source}'s folds: {best})")
 
@@ -268,7 +274,8 @@ class FoldRun:
             tqdm.write(f"{self.files.what}: planned again after epoch {epoch} ({epoch_s:.1f} s per epoch here): "
                        f"{self.stop_after} -> {epochs} epochs")
             self.stop_after = self.progress.planned_epochs = epochs
-            self.parts.scheduler = make_scheduler(self.parts.optimizer, self.recipe, self.source.steps, epochs)
+            self.parts.scheduler = make_scheduler(self.parts.optimizer, self.recipe, self.source.steps, epochs,
+                                                  step=self.config.step)
 
     def checkpoint(self) -> None:
         parts = self.parts
@@ -316,13 +323,6 @@ class FoldRun:
 
 class PastStopAt(Exception):
     """The run's --stop-at came before this job could start (or before the folds a refit needs)."""
-
-
-def provenance_of(data, k: int) -> dict:
-    """What a fold's config.json records of where it came from (once per process, not per fold)."""
-    return {"k": k, "folds_sha1": artifacts.folds_sha1(),
-            "data_sha1": artifacts.data_sha1(data.train_images, data.train_labels, data.test_images),
-            "versions": versions(), "git_commit": artifacts.git_commit()}
 
 
 # ---------------------------------------------------------------- jobs
@@ -437,22 +437,23 @@ def train(jobs: list[Job], s: Settings, gpu: int = 0, node: str = "") -> list[di
     names = list(dict.fromkeys(j.arch for j in jobs))
     recipes = {n: get_recipe(s.recipe, n, dict(s.overrides), device.type) for n in names}
     torch.set_num_threads(s.threads or os.cpu_count() or 1)
-    provenance = provenance_of(data, k)
+    provenance = artifacts.run_provenance(data, k)
     resident = Resident.place(data, device, s.aug)
     deadlines, caps = [None] * len(jobs), {n: r.epochs for n, r in recipes.items()}
     if s.budget > 0:
         recipes, deadlines = budget.fit_budget(s.budget, jobs, recipes, resident, fold_of_row, device, s.aug)
     elif s.estimate:
         budget.print_estimate([j for j in jobs if j.fold is not None] or jobs, recipes, resident, fold_of_row, device, s.aug)
+    context = RunContext(resident, fold_of_row, device, s.aug, precision, provenance, teacher, stop_at,
+                         s.checkpoint_every, s.compile, node, sys.stderr.isatty())
     start, skipped, done = time.perf_counter(), [], []
     for job, deadline in zip(jobs, deadlines):
         if stop_at is not None and time.monotonic() >= stop_at and not job.files.is_done():
             skipped.append(job)
             continue
         try:
-            done.append(FoldRun(job, resident, fold_of_row, recipes[job.arch], device, s.aug, sys.stderr.isatty(),
-                                s.checkpoint_every, provenance, deadline, teacher, stop_at, precision,
-                                caps[job.arch] if s.budget > 0 else None, s.compile, node).run())
+            done.append(FoldRun(job, recipes[job.arch], context, deadline,
+                                caps[job.arch] if s.budget > 0 else None).run())
         except PastStopAt as err:
             print(f"{err}: skipped", flush=True)
             skipped.append(job)

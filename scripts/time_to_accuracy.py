@@ -28,7 +28,7 @@ from competition.errors import run_command  # noqa: E402
 from competition.folds import load_folds  # noqa: E402
 from competition.infer import infer  # noqa: E402
 from competition.recipes import get_recipe, parse_overrides  # noqa: E402
-from competition.train_folds import FoldRun, Job, Resident, parse_models, provenance_of  # noqa: E402
+from competition.train_folds import FoldRun, Job, Resident, RunContext, parse_models  # noqa: E402
 
 
 class TimedRun(FoldRun):
@@ -86,15 +86,15 @@ def _main(argv=None) -> int:
     overrides = parse_overrides(args.set) | ({"epochs": args.epochs} if args.epochs else {})
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
-    provenance = provenance_of(data, artifacts.fold_count())
-    resident = Resident.place(data, device, args.aug)
+    provenance = artifacts.run_provenance(data, artifacts.fold_count())
+    context = RunContext(Resident.place(data, device, args.aug), fold_of_row, device, args.aug,
+                         provenance=provenance, progress=sys.stderr.isatty())
     old = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=["member"])
     for name in parse_models(args.model):
         job = Job(name, 0, 0, args.tag)
         if job.files.is_done() and job.member in set(old.member):
             continue
-        run = TimedRun(job, resident, fold_of_row, get_recipe(args.recipe, name, overrides, device.type), device,
-                       args.aug, sys.stderr.isatty(), provenance=provenance)
+        run = TimedRun(job, get_recipe(args.recipe, name, overrides, device.type), context)
         run.curve = []
         started = time.perf_counter()
         run.run()

@@ -86,7 +86,7 @@ def _inputs():
     fold_of_row = folds.load_folds(len(data.train_labels))
     resident = train_folds.Resident.place(data, torch.device("cpu"), "auto")
     recipe = get_recipe("strong", "baseline_cnn", {"batch_size": 16, "epochs": 5})
-    return resident, fold_of_row, recipe, torch.device("cpu"), "auto"
+    return recipe, train_folds.RunContext(resident, fold_of_row, torch.device("cpu"), "auto")
 
 
 def test_a_job_may_use_what_an_earlier_one_saved():
@@ -99,7 +99,8 @@ def test_a_job_may_use_what_an_earlier_one_saved():
 
 
 def test_stop_at_cuts_a_running_fold_and_says_so(prepared):
-    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 1), *_inputs(), stop_at=time.monotonic())
+    recipe, context = _inputs()
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 1), recipe, replace(context, stop_at=time.monotonic()))
     done = run.run()
     assert done.epochs_run == 1 and done.stopped_by_deadline is True and done.stopped_by_budget is False
     assert (paths.fold_dir("baseline_cnn", 1) / "test.npz").exists()  # finished cleanly: logits and all
@@ -116,9 +117,9 @@ def test_jobs_not_started_by_stop_at_are_skipped_and_listed(prepared, capsys):
 def test_a_budget_sized_fold_plans_again_from_its_own_epochs(prepared, capsys):
     """Sized to 3 epochs by a pessimistic measurement, with time to its deadline for the recipe's 5: after
     epoch 2 it plans again, trains 5, and its cosine is rebuilt for 5 epochs (not cut short at 3)."""
-    resident, fold_of_row, recipe, device, aug = _inputs()
+    recipe, context = _inputs()
     sized = replace(recipe, epochs=3)
-    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 0), resident, fold_of_row, sized, device, aug,
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 0), sized, context,
                               deadline=time.monotonic() + 3600, max_epochs=recipe.epochs)
     done = run.run()
     assert done.epochs_run == 5 and "3 -> 5 epochs" in capsys.readouterr().out

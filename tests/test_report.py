@@ -7,6 +7,8 @@ that has them.
 """
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from torch import nn
 
 import models
 from competition import CLASSES, paths, report
+from tests.conftest import REPO
 from tests.fake_runs import make_dataset, make_folds, make_member, make_refit_run, make_run, make_teacher
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -480,3 +483,11 @@ def test_a_student_with_unfinished_folds_is_listed_as_missing(tmp_path):
     b = build(tmp_path, "--models", "bn_cnn,bn_cnn.student")
     assert "bn_cnn.student fold 2: started, no done.json (interrupted or running)" in b.numbers["missing"]
     assert step(b, "distilled student bn_cnn.student")["oof_rows"] == int((np.arange(140) % K != 2).sum())
+
+
+def test_the_text_renderer_imports_no_torch():
+    """report_markdown renders the numbers dict only: importing it (and the competition package) loads neither
+    torch nor timm, so the text can be rendered, or its wording changed and checked, without them."""
+    code = "import competition.report_markdown, sys; print('torch' in sys.modules, 'timm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["False", "False"], out.stderr

@@ -4,7 +4,7 @@ import re
 import pandas as pd
 
 import models
-from competition import paths, run_all
+from competition import folds, paths, run_all
 from tests.conftest import kaggle_zip, synthetic_rows
 
 
@@ -61,3 +61,19 @@ def test_quick_trains_three_air_fer_members_and_other_runs_one_seed():
     assert models.default_seeds(["bn_cnn"], "quick") == [0]  # --quick --models bn_cnn: one member
     assert models.default_seeds(run_all.architectures(None, "cuda"), "cuda") == [0]
     assert models.default_seeds([], "cpu") == [0]
+
+
+def test_the_data_and_folds_stages_are_function_calls_and_a_bad_source_is_one_error_line(tmp_path, capsys):
+    """run_all's data and folds stages call download.run and folds.run (the commands' own work, typed), once
+    each, and skip them when their files exist; a bad --from is the download command's error, exit 2."""
+    source = kaggle_zip(tmp_path / "c.zip", *synthetic_rows(n_train=140), with_private_labels=False)
+    run_all.get_data(source)
+    run_all.make_folds(3)
+    assert folds.fold_count() == 3 and paths.cache_path().exists()
+    capsys.readouterr()
+    run_all.get_data(None)
+    run_all.make_folds(4)  # present: kept, not split again
+    assert "present" in capsys.readouterr().out and folds.fold_count() == 3
+    assert run_all.main(["--quick", "--from", str(tmp_path / "none.zip")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "none.zip" in err[0]

@@ -1,5 +1,6 @@
 """Per-fold training: outputs, resume after SIGKILL with identical logits, bad arguments, the fold lock."""
 import json
+import math
 import os
 import re
 import signal
@@ -10,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from competition import folds, paths, train_folds
+from competition import artifacts, engine, folds, paths, train_folds
 from competition.errors import SettingsError
-from competition.recipes import get_recipe, parse_overrides
+from competition.recipes import get_recipe, parse_overrides, scaled
 from tests.conftest import REPO
 from tests.fake_runs import FAST, make_dataset
 
@@ -191,3 +192,43 @@ def test_checkpoints_load_with_weights_only(prepared, capsys):
     torch.save({"model": Payload()}, out / "state.pt")  # a full pickle, not tensors and plain containers
     assert train_folds.main(["--model", "baseline_cnn", "--folds", "0", "--epochs", "1", *FAST]) == 2
     assert "state.pt: unreadable (UnpicklingError" in capsys.readouterr().err
+
+
+def test_a_config_json_in_the_old_layout_reads_and_resumes(prepared, capsys):
+    """config.json as the code before RunConfig wrote it (a dict of these keys; older ones lack step, threads and
+    precision, or carry keys this version does not know): it reads back field for field, writes back the same
+    keys, and its fold counts as done; another seed or epochs is still refused."""
+    args = ["--model", "baseline_cnn", "--folds", "0", "--epochs", "2", *FAST]
+    assert train_folds.main(args) == 0
+    path = paths.fold_dir("baseline_cnn", 0) / "config.json"
+    written = json.loads(path.read_text())
+    assert list(written) == ["model", "fold", "recipe", "seed", "epochs", "device", "aug", "threads", "precision",
+                             "settings", "step", "k", "folds_sha1", "data_sha1", "versions", "git_commit", "teacher"]
+    config = artifacts.read_config(artifacts.FoldFiles("baseline_cnn", 0))
+    assert (config.arch, config.fold, config.epochs, config.step.batch_size) == ("baseline_cnn", 0, 2, 16)
+    assert config.to_json() == written
+    old = {key: v for key, v in written.items() if key not in ("step", "threads", "precision")} | {"gone": 1}
+    path.write_text(json.dumps(old))
+    assert artifacts.read_config(artifacts.FoldFiles("baseline_cnn", 0)).step is None
+    capsys.readouterr()
+    assert train_folds.main(args) == 0
+    assert "finished earlier" in capsys.readouterr().out
+    assert train_folds.main([*args, "--seeds", "0", "--epochs", "3"]) == 2
+    assert "epochs differ" in capsys.readouterr().err
+    before, now = artifacts.RunConfig.from_json(old), artifacts.RunConfig.from_json(written | {"seed": 4})
+    assert artifacts.settings_differ(before, now) == ["seed"]
+    assert artifacts.settings_differ(before, now, whole_run=False) == []
+
+
+def test_a_fold_applies_the_batch_rule_once_and_its_optimizer_runs_at_the_scaled_lr(prepared, monkeypatch):
+    """RunConfig.step is the batch rule's answer (recipes.scaled), computed once; engine.build takes it as given
+    (here a second application would fail the test), and the optimizer starts from its lr."""
+    built, real_build = [], train_folds.build
+    monkeypatch.setattr(train_folds, "build", lambda *a, **kw: built.append(real_build(*a, **kw)) or built[-1])
+    monkeypatch.setattr(engine, "scaled", lambda recipe: pytest.fail("the batch rule applied a second time"))
+    args = ["--model", "baseline_cnn", "--folds", "0", "--epochs", "1", "--no-estimate", *FAST]
+    assert train_folds.main(args) == 0
+    recipe = get_recipe("strong", "baseline_cnn", parse_overrides(["batch_size=16", "epochs=1"]))
+    config = artifacts.read_config(artifacts.FoldFiles("baseline_cnn", 0))
+    assert config.step == scaled(recipe) and config.step.lr == pytest.approx(recipe.lr * math.sqrt(16 / 128))
+    assert [g["initial_lr"] for g in built[0].optimizer.param_groups] == [config.step.lr] * 2
