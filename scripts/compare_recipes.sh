@@ -79,19 +79,23 @@ done
 # The table, from each setting's done.json (a setting without one is listed as not finished).
 echo
 printf '%-13s %-36s %8s %9s %11s %5s %8s\n' setting overrides val_tta val_plain train_clean best seconds
+rows=()  # name, overrides, its work folder if it finished: one Python for the table (each start imports torch)
 for name in $SETTINGS; do
-  overrides=${OVERRIDES[$name]:-"(none)"}
   file=$(done_json "$name")
-  if [ -f "$file" ]; then
-    FER_WORKDIR=$ROOT/$name PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$MODEL" "$FOLD" "$name" "$overrides" <<'EOF'
+  rows+=("$name" "${OVERRIDES[$name]:-(none)}" "$([ -f "$file" ] && echo "$ROOT/$name" || true)")
+done
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$MODEL" "$FOLD" "${rows[@]}" <<'EOF'
+import os
 import sys
 from competition import artifacts
-d = artifacts.read_done(artifacts.FoldFiles(sys.argv[1], int(sys.argv[2])))
-print(f"{sys.argv[3]:<13s} {sys.argv[4]:<36s} {d.val_acc:8.4f} {d.val_acc_plain:9.4f} "
-      f"{d.train_acc:11.4f} {d.best_epoch:5d} {d.seconds:8.0f}")
+model, fold, rows = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+for name, overrides, workdir in zip(rows[::3], rows[1::3], rows[2::3]):
+    if not workdir:
+        print(f"{name:<13s} {overrides:<36s} not finished")
+        continue
+    os.environ["FER_WORKDIR"] = workdir  # artifacts reads it at each call (competition.paths)
+    d = artifacts.read_done(artifacts.FoldFiles(model, fold))
+    print(f"{name:<13s} {overrides:<36s} {d.val_acc:8.4f} {d.val_acc_plain:9.4f} "
+          f"{d.train_acc:11.4f} {d.best_epoch:5d} {d.seconds:8.0f}")
 EOF
-  else
-    printf '%-13s %-36s %s\n' "$name" "$overrides" "not finished"
-  fi
-done
 exit $failed
