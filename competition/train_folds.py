@@ -86,7 +86,8 @@ class Progress:
     finished: bool = False
     stopped_by_budget: bool = False
     stopped_by_deadline: bool = False  # --stop-at: the run's hard end, not this fold's budget share
-    planned_epochs: int = 0  # the epochs a budget planned again after REPLAN_EPOCH (0: not replanned)
+    planned_epochs: int = 0  # the epochs this fold trains: the recipe's, a refit's, or a budget's replan (the one
+    # live plan; 0 in a state.pt of an older version that was not replanned: the recipe's then)
     log: list = field(default_factory=list)
 
 
@@ -149,13 +150,13 @@ class FoldRun:
                                   recipe, c.device, c.aug)
         self.val_images = c.data.train_rows(self.val_rows)
         self.val_labels = c.data.train_labels[self.val_rows]
-        self.stop_after = recipe.epochs
         self.config = artifacts.RunConfig(
             arch=job.arch, fold=job.fold, recipe=recipe.name, seed=job.seed, epochs=recipe.epochs,
             device=str(c.device), aug=self.source.aug, threads=torch.get_num_threads(), precision=self.precision,
             settings=asdict(recipe), step=scaled(recipe), **(c.provenance or {}),
             teacher=c.teacher.provenance() if c.teacher else None)
-        self.parts, self.progress, self.best_weights, self.saved_at = None, Progress(), None, 0.0
+        self.parts, self.best_weights, self.saved_at = None, None, 0.0
+        self.progress = Progress(planned_epochs=recipe.epochs)
 
     def run(self) -> artifacts.Done:
         if self.refit:
@@ -172,7 +173,7 @@ class FoldRun:
                                soft_targets=self.teacher is not None, sample=self.source.sample(),
                                precision=self.precision, compile_model=self.compile_model, step=self.config.step)
             self.resume()
-            with tqdm(total=self.stop_after, initial=self.progress.epoch, disable=not self.show_progress,
+            with tqdm(total=self.progress.planned_epochs, initial=self.progress.epoch, disable=not self.show_progress,
                       desc=f"{self.files.what} epochs") as bar:
                 while not self.progress.finished:
                     self.one_epoch()
@@ -199,10 +200,10 @@ class FoldRun:
             raise SettingsError(f"{self.files.what}: its folds ({source}) were trained with other settings "
                                 f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
                                 f"--recipe/--set/--epochs as for the folds.")
-        self.stop_after, best = artifacts.refit_epochs(source, self.k)
-        self.config = replace(self.config, refit=artifacts.Refit(self.stop_after, source, best))
-        print(f"{self.files.what}: {self.stop_after} of {self.recipe.epochs} epochs on all {len(self.train_rows)} "
-              f"Training rows (median best epoch of {source}'s folds: {best})")
+        self.progress.planned_epochs, best = artifacts.refit_epochs(source, self.k)
+        self.config = replace(self.config, refit=artifacts.Refit(self.progress.planned_epochs, source, best))
+        print(f"{self.files.what}: {self.progress.planned_epochs} of {self.recipe.epochs} epochs on all "
+              f"{len(self.train_rows)} Training rows (median best epoch of {source}'s folds: {best})")
 
     def resume(self) -> None:
         path = self.files / STATE
@@ -217,8 +218,8 @@ class FoldRun:
         if saved.get("scaler"):
             self.parts.scaler.load_state_dict(saved["scaler"])
         self.best_weights = {k: v.to(self.device) for k, v in saved["best_weights"].items()}
-        self.progress = Progress(**saved["progress"])
-        self.stop_after = self.progress.planned_epochs or self.stop_after
+        planned, self.progress = self.progress.planned_epochs, Progress(**saved["progress"])
+        self.progress.planned_epochs = self.progress.planned_epochs or planned
         print(f"{self.files.what}: resuming after epoch {self.progress.epoch}")
 
     def one_epoch(self) -> None:
@@ -228,7 +229,7 @@ class FoldRun:
         torch.manual_seed(seed)  # dropout
         np.random.seed(seed)  # timm's Mixup draws from numpy
         stats = train_one_epoch(parts, self.source, seed, start_step=(epoch - 1) * self.source.steps,
-                                desc=f"{self.files.what} e{epoch}/{self.stop_after}", progress=self.show_progress)
+                                desc=f"{self.files.what} e{epoch}/{p.planned_epochs}", progress=self.show_progress)
         parts.scheduler.step(epoch)
         val_loss, val_acc = (evaluate(parts.judged, self.val_images, self.val_labels, self.device)
                              if not self.refit else (float("nan"), float("nan")))  # a refit has nothing held out
@@ -237,7 +238,7 @@ class FoldRun:
                                             stats.seconds, stats.images_per_s])))
         p.epoch = epoch
         if self.refit:
-            p.finished = epoch >= self.stop_after
+            p.finished = epoch >= p.planned_epochs
             if p.finished:
                 p.best_epoch = epoch
                 self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
@@ -247,10 +248,10 @@ class FoldRun:
                 self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
             if epoch == budget.REPLAN_EPOCH and self.deadline is not None and self.max_epochs:
                 self.replan(epoch, time.monotonic() - started)
-            p.finished = epoch >= self.stop_after or bool(r.patience and epoch - p.best_epoch >= r.patience)
+            p.finished = epoch >= p.planned_epochs or bool(r.patience and epoch - p.best_epoch >= r.patience)
         if not p.finished and budget.deadline_passed(self.stop_at, time.monotonic() - started):
             p.finished = p.stopped_by_deadline = True
-            tqdm.write(f"{self.files.what}: cut after epoch {epoch} of {self.stop_after}: another would end "
+            tqdm.write(f"{self.files.what}: cut after epoch {epoch} of {p.planned_epochs}: another would end "
                        f"past --stop-at")
         elif not p.finished and budget.deadline_passed(self.deadline, time.monotonic() - started):
             p.finished = p.stopped_by_budget = True
@@ -259,7 +260,7 @@ class FoldRun:
         artifacts.write_log(self.files, p.log)
         if p.finished or time.monotonic() - self.saved_at >= self.checkpoint_every:
             self.checkpoint()
-        tqdm.write(f"{self.files.what} epoch {epoch}/{self.stop_after}: loss {stats.loss:.4f} "
+        tqdm.write(f"{self.files.what} epoch {epoch}/{p.planned_epochs}: loss {stats.loss:.4f} "
                    f"train_acc {stats.acc:.4f} val_loss {val_loss:.4f} val_acc {val_acc:.4f} lr {lr:.2e} "
                    f"{stats.seconds:.1f}s {stats.images_per_s:.0f} img/s" + (" *" if p.best_epoch == epoch else ""))
         sys.stdout.flush()
@@ -270,10 +271,10 @@ class FoldRun:
         optimistic. The cosine gets its new length now, while it has barely decayed."""
         fit = epoch + int(max(0.0, self.deadline - time.monotonic()) // max(epoch_s, 1e-9))
         epochs = max(epoch, min(self.max_epochs, fit))
-        if epochs != self.stop_after:
+        if epochs != self.progress.planned_epochs:
             tqdm.write(f"{self.files.what}: planned again after epoch {epoch} ({epoch_s:.1f} s per epoch here): "
-                       f"{self.stop_after} -> {epochs} epochs")
-            self.stop_after = self.progress.planned_epochs = epochs
+                       f"{self.progress.planned_epochs} -> {epochs} epochs")
+            self.progress.planned_epochs = epochs
             self.parts.scheduler = make_scheduler(self.parts.optimizer, self.recipe, self.source.steps, epochs,
                                                   step=self.config.step)
 
