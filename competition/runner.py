@@ -20,6 +20,7 @@ its fold lock. Retrying, balancing across machines and surviving a lost machine 
 """
 import itertools
 import multiprocessing
+import multiprocessing.connection
 import os
 import platform
 import select
@@ -88,10 +89,11 @@ class Workers:
             proc.start()
             self.live.add(proc)
         print(f"=== {node.key}: started (worker {self.slot.index}, pid {proc.pid})", flush=True)
-        proc.join()
-        code = 128 - proc.exitcode if proc.exitcode < 0 else proc.exitcode  # a signal: the shell's status
-        with self.lock:
+        multiprocessing.connection.wait([proc.sentinel])  # its end, without reading its exit status yet:
+        with self.lock:  # Process.start() reads the status of every ended child (multiprocessing's _cleanup), and
+            proc.join()  # a status read twice is lost (exit 255), so it is read only under the lock start holds
             self.live.discard(proc)
+        code = 128 - proc.exitcode if proc.exitcode < 0 else proc.exitcode  # a signal: the shell's status
         print(f"=== {node.key}: {'done' if code == 0 else f'exit {code}'} in {time.perf_counter() - start:.0f} s",
               flush=True)
         return code

@@ -4,6 +4,7 @@ every member, the student after the ensemble), kept by the worker processes; a d
     .venv/bin/python -m pytest -q tests/test_runner.py
 """
 import json
+import multiprocessing.forkserver
 import os
 import signal
 import subprocess
@@ -137,3 +138,15 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_workers_ending_together_each_get_their_own_exit_status(tmp_path, monkeypatch):
+    """Process.start() polls every child multiprocessing knows (its _cleanup), from the starting thread, while
+    another worker thread may be reading the same child's exit status; a second read finds the pipe empty, which
+    multiprocessing reports as exit 255. A slowed read widens that window: every job must still end with 0."""
+    read = multiprocessing.forkserver.read_signed
+    monkeypatch.setattr(multiprocessing.forkserver, "read_signed", lambda fd: (time.sleep(0.05), read(fd))[1])
+    log = tmp_path / "log.jsonl"
+    nodes = [graph.Node(f"job {i}", record, (f"job {i}", str(log), 0.1)) for i in range(8)]
+    runner.run_local(nodes, workers=2)
+    assert set(read_log(log)[1]) == {n.key for n in nodes}
