@@ -57,7 +57,8 @@ OOF, TEST, DONE, LOCK = "oof.npz", "test.npz", "done.json", "lock"
 LEADERBOARD, LATEST = "leaderboard.csv", "submission.csv"  # submissions/: every ensemble's row; the latest submission
 LEADERBOARD_COLUMNS = ("file", "models", "weights", "average", "oof", "public", "private", "time")
 LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
-PROVENANCE_KEYS = ("k", "folds_sha1", "data_sha1", "aug", "teacher")  # a fold belongs to a run only if these match
+DATA_KEYS = ("k", "folds_sha1", "data_sha1")  # the data and split a fold was trained on (current_provenance)
+PROVENANCE_KEYS = (*DATA_KEYS, "aug", "teacher")  # a fold belongs to a run only if these match
 _UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError)  # what a truncated npz or pt raises
 
 
@@ -291,7 +292,7 @@ class RunConfig:
     @property
     def provenance(self) -> dict:
         """What it records of current_provenance's keys (a missing one: not recorded)."""
-        return {key: getattr(self, key) for key in ("k", "folds_sha1", "data_sha1") if getattr(self, key) is not None}
+        return {key: getattr(self, key) for key in DATA_KEYS if getattr(self, key) is not None}
 
     @property
     def teacher_sha1(self) -> str | None:
