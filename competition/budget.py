@@ -122,7 +122,7 @@ def describe(plans: list[JobPlan], budget_s: float | None) -> str:
     ends = (datetime.now() + timedelta(seconds=total)).strftime("%a %H:%M")
     lines.append(f"expected to end about {ends} ({hours(total)} from now)")
     if not budget_s and total > LONG_S:
-        lines.append(f"hint: that is long. `./run.sh all --quick` trains fold 0 in 30 minutes; `--budget MINUTES` "
+        lines.append(f"hint: that is long. `./run.sh all --quick` trains folds 0-2 in 30 minutes; `--budget MINUTES` "
                      f"sizes every model's epochs to fit; --epochs N or --folds 0 make it shorter.")
     return "\n".join(lines)
 

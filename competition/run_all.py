@@ -1,7 +1,7 @@
 """The main job: data, folds, the three models, the ensemble and the report, in one resumable command.
 
     ./run.sh all --from <competition zip>                              # strong recipe, 5 folds (GPU-sized)
-    ./run.sh all --quick --from <zip>                                  # fold 0, epochs sized to end in 30 min
+    ./run.sh all --quick --from <zip>                                  # folds 0-2, epochs sized to end in 30 min
     ./run.sh all --quick --budget 60 --from <zip>                      # the same, sized to an hour
     ./run.sh all --device cuda          # the study's three + resnet_cbam48, 5 folds; 4 jobs share each GPU
     ./run.sh all --device cuda --seeds 0,1,2 --refit --distill bn_cnn   # more members, then one student
@@ -34,9 +34,13 @@ from competition import artifacts, download, folds, graph, paths, ray_runner, re
 from competition.blending import accuracy
 from competition.device import add_precision_arg, wants_cuda
 from competition.errors import SettingsError, run_command
-from models import default_archs, default_seeds
+from models import default_archs
 
 QUICK_BUDGET = 30  # minutes: the newcomer's first run on a laptop-class CPU
+# --quick trains one member on three folds, not three seeds on one: the same minutes, but each fold model learns
+# from other rows, so their test average has seen every Training row. On held-out Training rows (fold 4, never
+# trained on) three fold models beat three seeds of one fold (docs/accuracy-per-minute.md, "Three folds").
+QUICK_FOLDS = "0,1,2"
 AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-minute run) and start-ups
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
 
@@ -117,13 +121,14 @@ def _main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--from", dest="source", type=Path, help="import these competition files instead of downloading")
     p.add_argument("--quick", action="store_true",
-                   help="fold 0, quick recipe, tensor augmentation, one process, epochs sized to --budget (30 min)")
+                   help=f"folds {QUICK_FOLDS}, quick recipe, tensor augmentation, one process, epochs sized to --budget "
+                        "(30 min)")
     p.add_argument("--budget", type=float, default=None, metavar="MINUTES",
                    help="the whole job ends within this many minutes (default: 30 with --quick, none otherwise)")
     p.add_argument("--models", default=None,
                    help=f"comma list of architectures (default: {','.join(default_archs('cpu'))}; on CUDA "
                         f"{','.join(default_archs('cuda'))}; with --quick {','.join(default_archs('quick'))})")
-    p.add_argument("--folds", default=None, help="comma list of folds to train (default: all; 0 with --quick)")
+    p.add_argument("--folds", default=None, help=f"comma list of folds to train (default: all; {QUICK_FOLDS} with --quick)")
     p.add_argument("--k", type=int, default=5, help="number of folds, when folds.csv is made")
     p.add_argument("--recipe", default=None, help="study | strong | quick (default: strong, quick with --quick)")
     p.add_argument("--epochs", type=int, help="override the recipe's epochs (with a budget: the most it may plan)")
@@ -146,8 +151,7 @@ def _main(argv=None) -> int:
                    help="with --runner ray: the cluster's address (ray start --head prints it; default: a "
                         "Ray instance started on this machine for the run)")
     p.add_argument("--report", default=None, help="report folder name under reports/ (default: quick or full)")
-    p.add_argument("--seeds", default=None, help="comma list of seeds: one member per architecture and seed "
-                                                 "(default: 0; with --quick 0,1,2: three air_fer members)")
+    p.add_argument("--seeds", default=None, help="comma list of seeds: one member per architecture and seed (default: 0)")
     p.add_argument("--refit", action="store_true", help="also train each member on every Training row")
     p.add_argument("--distill", default=None, metavar="MODEL",
                    help="after the ensemble, train one MODEL student against its OOF probabilities")
@@ -161,10 +165,9 @@ def _main(argv=None) -> int:
                         "started are skipped; the ensemble and report use what finished")
     args = p.parse_args(argv)
     models = architectures(args.models, args.device, args.quick)
-    run = "quick" if args.quick else "cuda" if wants_cuda(args.device) else "cpu"
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else default_seeds(models, run)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0]
     members = [artifacts.Member(m, s).name for s in seeds for m in models]
-    fold_list = args.folds or ("0" if args.quick else "all")
+    fold_list = args.folds or (QUICK_FOLDS if args.quick else "all")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
     cuda = wants_cuda(args.device)
     # a CPU budget trains in one process (2 cores); on CUDA several share each GPU, each job with its share

@@ -54,12 +54,5 @@ def default_archs(device_type: str) -> tuple[str, ...]:
     return tuple(n for n in MODEL_NAMES if device_type in facts(n).default_on)
 
 
-def default_seeds(archs, run: str) -> list[int]:
-    """The seeds run_all trains when none are asked: as many as the architecture that asks for most in this run
-    (its facts' default_seeds; one each otherwise). Several members pay where their ensemble gains more OOF
-    accuracy than the minutes would give one member (docs/accuracy-per-minute.md)."""
-    return list(range(max((facts(a).default_seeds.get(run, 1) for a in archs), default=1)))
-
-
 MODEL_NAMES = _register_files()  # ours; `--model` also takes any other timm name (see competition.engine)
 STUDY_MODELS = default_archs("cpu")  # the student's Models 1, 2 and 3: the default set on any device

@@ -38,4 +38,3 @@ class ArchFacts:
     recipe_overrides: dict = field(default_factory=dict)  # recipe name -> {knob: value} it departs with (recipes)
     study: tuple = ()  # the report's study row: (its name in the study, what it changes, what the study reported)
     default_on: tuple = ()  # runs where run_all trains it (and bench times it) unasked: "cpu", "cuda", "quick"
-    default_seeds: dict = field(default_factory=dict)  # run -> seeds (members) run_all trains unasked; 1 if left out

@@ -3,7 +3,6 @@ import re
 
 import pandas as pd
 
-import models
 from competition import folds, paths, run_all
 from tests.conftest import kaggle_zip, synthetic_rows
 
@@ -17,13 +16,14 @@ def test_quick_pipeline_end_to_end_then_rerun_redoes_nothing(tmp_path, capsys):
     board = pd.read_csv(paths.submissions_dir() / "leaderboard.csv", keep_default_na=False)
     assert len(board) == 1 and board.loc[0, "models"] == "baseline_cnn+bn_cnn" and board.loc[0, "private"] == "n/a"
     assert (paths.reports_dir() / "quick" / "report.md").exists()
-    done = {m: (paths.fold_dir(m, 0) / "done.json").stat().st_mtime_ns for m in ("baseline_cnn", "bn_cnn")}
-    assert not paths.fold_dir("bn_cnn", 1).exists()  # --quick trains fold 0 only
+    done = {(m, f): (paths.fold_dir(m, f) / "done.json").stat().st_mtime_ns
+            for m in ("baseline_cnn", "bn_cnn") for f in (0, 1, 2)}  # --quick: folds 0-2, one member each
+    assert not paths.fold_dir("bn_cnn", 3).exists() and not paths.fold_dir("bn_cnn.s1", 0).exists()
     capsys.readouterr()
 
     assert run_all.main(args) == 0
     assert "up to date" in capsys.readouterr().out
-    assert done == {m: (paths.fold_dir(m, 0) / "done.json").stat().st_mtime_ns for m in done}
+    assert done == {(m, f): (paths.fold_dir(m, f) / "done.json").stat().st_mtime_ns for m, f in done}
     assert len(pd.read_csv(paths.submissions_dir() / "leaderboard.csv")) == 2
 
 
@@ -54,13 +54,6 @@ def test_the_gpu_default_adds_the_48_px_resnet_and_air_fer_l_and_quick_trains_ai
                                                            "resnet_cbam48"]
     assert run_all.architectures(None, "cpu", quick=True) == ["air_fer"]
     assert run_all.architectures("bn_cnn, vgg_fer", "cuda") == ["bn_cnn", "vgg_fer"]
-
-
-def test_quick_trains_three_air_fer_members_and_other_runs_one_seed():
-    assert models.default_seeds(run_all.architectures(None, "cpu", quick=True), "quick") == [0, 1, 2]
-    assert models.default_seeds(["bn_cnn"], "quick") == [0]  # --quick --models bn_cnn: one member
-    assert models.default_seeds(run_all.architectures(None, "cuda"), "cuda") == [0]
-    assert models.default_seeds([], "cpu") == [0]
 
 
 def test_the_data_and_folds_stages_are_function_calls_and_a_bad_source_is_one_error_line(tmp_path, capsys):
