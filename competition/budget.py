@@ -15,8 +15,15 @@ from on a CPU (bn_cnn: 62.6% OOF in 12 one-thread epochs, against 49.8% for base
 one epoch, so all stay in the run and the report, which calls a model with fewer than JUDGE_EPOCHS epochs
 "not trained long enough to judge".
 
-train_folds' side of it is here too (`fit_budget`, `measure_jobs`, `print_estimate`, `job_deadlines`): they take
-its jobs (train_folds.Job: arch, fold, files) and its resident data, and give back recipes and deadlines.
+Planning again. The first measurement (a few batches) is often pessimistic or optimistic, so each fold plans its
+epochs again from its own epoch time after REPLAN_EPOCH epochs (`Slot.epochs`): the minutes left to the end, less the
+final inferences still to come, plus its own so far, are shared between it and the jobs after it in the plan's
+proportions. So the first fold does not take all the slack of a pessimistic plan (the 30-minute run at afcfed3: folds 0, 1, 2 got 14, 11 and 10 epochs), and each
+later fold, planning again in turn, has what the earlier ones left. A fold still stops at its deadline (the end less
+the later jobs' planned cost) if even that was optimistic.
+
+train_folds' side of it is here too (`fit_budget`, `measure_jobs`, `print_estimate`, `job_slots`): they take
+its jobs (train_folds.Job: arch, fold, files) and its resident data, and give back recipes and slots.
 """
 import time
 from dataclasses import dataclass, replace
@@ -46,6 +53,25 @@ REPLAN_EPOCH = 2  # a budget-sized fold plans its epochs again from its own epoc
 class Speed:
     train_ips: float  # training images/s (augmentation, forward, backward, optimizer, EMA)
     infer_ips: float  # inference images/s, one view
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One budget-sized job's place in its run: when it must stop, and what was planned for it and after it."""
+    deadline: float  # time.monotonic(): no epoch may end past it
+    end: float  # the budget's end
+    epoch_s: float = 1.0  # this job's planned epoch
+    finish_s: float = 0.0  # this job's planned final inference
+    later_train_s: float = 0.0  # the planned training of the jobs after it
+    later_finish_s: float = 0.0  # and their final inferences
+
+    def epochs(self, done: int, planned: int, epoch_s: float, now: float) -> int:
+        """This job's epochs, planned again after `done` of `planned` epochs that took `epoch_s` each: the
+        training time left (less every final inference still to come) and its own so far, shared with the later
+        jobs in the plan's proportions, at the speed measured now."""
+        mine = planned * self.epoch_s
+        left = max(0.0, self.end - now - self.finish_s - self.later_finish_s)
+        return max(done, int((left + done * epoch_s) * mine / (mine + self.later_train_s) / epoch_s))
 
 
 @dataclass(frozen=True)
@@ -139,9 +165,9 @@ def deadline_passed(deadline: float | None, epoch_s: float) -> bool:
 # ---------------------------------------------------------------- train_folds' budget glue: its jobs (train_folds.Job)
 
 def fit_budget(minutes: float, mine: list, recipes: dict[str, Recipe], resident, fold_of_row,
-               device, aug: str) -> tuple[dict[str, Recipe], list[float | None]]:
-    """Epochs per model from speeds measured here, and each job's deadline (time.monotonic()); finished
-    jobs cost nothing, and a started fold keeps the epochs it started with."""
+               device, aug: str) -> tuple[dict[str, Recipe], list[Slot | None]]:
+    """Epochs per model from speeds measured here, and each job's slot (its deadline, for planning again);
+    finished jobs cost nothing, and a started fold keeps the epochs it started with."""
     if any(j.fold is None for j in mine):
         raise SettingsError("--budget sizes fold runs only; train refits in a command of their own, "
                             "without --budget (they repeat their folds' recipe).")
@@ -158,7 +184,7 @@ def fit_budget(minutes: float, mine: list, recipes: dict[str, Recipe], resident,
     print(describe(plans, left_s), flush=True)
     by_name = {p.model: p for p in plans}
     recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
-    return recipes, job_deadlines(mine, todo, by_name, time.monotonic() + left_s)
+    return recipes, job_slots(mine, todo, by_name, time.monotonic() + left_s)
 
 
 def measure_jobs(todo: list, recipes: dict[str, Recipe], resident, fold_of_row, device,
@@ -187,10 +213,12 @@ def print_estimate(mine: list, recipes: dict[str, Recipe], resident, fold_of_row
     print(describe(plans, None), flush=True)
 
 
-def job_deadlines(mine: list, todo: list, by_name: dict, end: float) -> list[float | None]:
-    """When each job must stop training: the budget's end less the planned cost of the jobs after it and its
-    own final inference. A job may so use what an earlier one saved, and is cut only when the whole budget
-    is at risk (the 30-minute run showed per-job deadlines cutting epochs with minutes left over)."""
-    cost = [by_name[j.arch].seconds / by_name[j.arch].folds if j in todo else 0.0 for j in mine]
-    return [end - sum(cost[i + 1:]) - by_name[j.arch].finish_s if j in todo else None
-            for i, j in enumerate(mine)]
+def job_slots(mine: list, todo: list, by_name: dict, end: float) -> list[Slot | None]:
+    """Each job's slot. Its deadline: the budget's end less the planned cost of the jobs after it and its own
+    final inference; a job may so use what an earlier one saved, and is cut only when the whole budget is at risk
+    (the 30-minute run showed per-job deadlines cutting epochs with minutes left over). Finished jobs: None."""
+    plans = [by_name[j.arch] if j in todo else None for j in mine]
+    train = [p.epochs * p.epoch_s if p else 0.0 for p in plans]
+    finish = [p.finish_s if p else 0.0 for p in plans]
+    return [Slot(end - sum(train[i + 1:]) - sum(finish[i:]), end, p.epoch_s, p.finish_s, sum(train[i + 1:]),
+                 sum(finish[i + 1:])) if p else None for i, p in enumerate(plans)]

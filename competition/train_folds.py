@@ -130,17 +130,17 @@ class RunContext:
 class FoldRun:
     """Everything about training one (member, fold) or refit: lock, resume, epochs, checkpoints, final logits."""
 
-    def __init__(self, job: Job, recipe: Recipe, context: RunContext, deadline: float | None = None,
+    def __init__(self, job: Job, recipe: Recipe, context: RunContext, slot: budget.Slot | None = None,
                  max_epochs: int | None = None):
-        """`deadline`: this job's --budget share ends here (time.monotonic()); `max_epochs`: the most a replan
-        may give a budget-sized fold (the recipe's epochs before sizing)."""
+        """`slot`: this job's place in a --budget (its deadline, and what a replan shares); `max_epochs`: the most
+        a replan may give a budget-sized fold (the recipe's epochs before sizing)."""
         c, fold_of_row = context, context.fold_of_row
         self.job, self.arch, self.fold, self.seed, self.recipe = job, job.arch, job.fold, job.seed, recipe
         self.files, self.data, self.device, self.teacher = job.files, c.data, c.device, c.teacher
         self.stop_at = c.stop_at
         self.show_progress, self.checkpoint_every, self.node = c.progress, c.checkpoint_every, c.node or platform.node()
         self.compile_model, self.precision = c.compile, pick_precision(c.device, c.precision)
-        self.deadline, self.max_epochs, self.refit = deadline, max_epochs, job.fold is None
+        self.slot, self.max_epochs, self.refit = slot, max_epochs, job.fold is None
         self.k = int(fold_of_row.max()) + 1
         self.train_rows = np.flatnonzero(fold_of_row >= 0 if self.refit else fold_of_row != job.fold)
         self.val_rows = np.flatnonzero(fold_of_row == job.fold) if not self.refit else self.train_rows[:0]
@@ -179,6 +179,11 @@ class FoldRun:
                     self.one_epoch()
                     bar.update(1)
             return self.finish()
+
+    @property
+    def deadline(self) -> float | None:
+        """When this fold must stop (its --budget slot's deadline), or None."""
+        return self.slot.deadline if self.slot else None
 
     @property
     def seed_fold(self) -> int:
@@ -246,7 +251,7 @@ class FoldRun:
             if val_acc > p.best_acc:
                 p.best_acc, p.best_epoch = val_acc, epoch
                 self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
-            if epoch == budget.REPLAN_EPOCH and self.deadline is not None and self.max_epochs:
+            if epoch == budget.REPLAN_EPOCH and self.slot is not None and self.max_epochs:
                 self.replan(epoch, time.monotonic() - started)
             p.finished = epoch >= p.planned_epochs or bool(r.patience and epoch - p.best_epoch >= r.patience)
         if not p.finished and budget.deadline_passed(self.stop_at, time.monotonic() - started):
@@ -266,10 +271,10 @@ class FoldRun:
         sys.stdout.flush()
 
     def replan(self, epoch: int, epoch_s: float) -> None:
-        """Plan this fold's epochs again from its own epoch time: the budget's first measurement (a few batches)
-        can be pessimistic (the 30-minute CPU run: 562 img/s measured, 650-690 run, 7 minutes left unused) or
-        optimistic. The cosine gets its new length now, while it has barely decayed."""
-        fit = epoch + int(max(0.0, self.deadline - time.monotonic()) // max(epoch_s, 1e-9))
+        """Plan this fold's epochs again from its own epoch time (budget.Slot.epochs): the budget's first
+        measurement (a few batches) can be pessimistic (the 30-minute CPU run: 562 img/s measured, 650-690 run,
+        7 minutes left unused) or optimistic. The cosine gets its new length now, while it has barely decayed."""
+        fit = self.slot.epochs(epoch, self.progress.planned_epochs, max(epoch_s, 1e-9), time.monotonic())
         epochs = max(epoch, min(self.max_epochs, fit))
         if epochs != self.progress.planned_epochs:
             tqdm.write(f"{self.files.what}: planned again after epoch {epoch} ({epoch_s:.1f} s per epoch here): "
@@ -440,20 +445,20 @@ def train(jobs: list[Job], s: Settings, gpu: int = 0, node: str = "") -> list[di
     torch.set_num_threads(s.threads or os.cpu_count() or 1)
     provenance = artifacts.run_provenance(data, k)
     resident = Resident.place(data, device, s.aug)
-    deadlines, caps = [None] * len(jobs), {n: r.epochs for n, r in recipes.items()}
+    slots, caps = [None] * len(jobs), {n: r.epochs for n, r in recipes.items()}
     if s.budget > 0:
-        recipes, deadlines = budget.fit_budget(s.budget, jobs, recipes, resident, fold_of_row, device, s.aug)
+        recipes, slots = budget.fit_budget(s.budget, jobs, recipes, resident, fold_of_row, device, s.aug)
     elif s.estimate:
         budget.print_estimate([j for j in jobs if j.fold is not None] or jobs, recipes, resident, fold_of_row, device, s.aug)
     context = RunContext(resident, fold_of_row, device, s.aug, precision, provenance, teacher, stop_at,
                          s.checkpoint_every, s.compile, node, sys.stderr.isatty())
     start, skipped, done = time.perf_counter(), [], []
-    for job, deadline in zip(jobs, deadlines):
+    for job, slot in zip(jobs, slots):
         if stop_at is not None and time.monotonic() >= stop_at and not job.files.is_done():
             skipped.append(job)
             continue
         try:
-            done.append(FoldRun(job, recipes[job.arch], context, deadline,
+            done.append(FoldRun(job, recipes[job.arch], context, slot,
                                 caps[job.arch] if s.budget > 0 else None).run())
         except PastStopAt as err:
             print(f"{err}: skipped", flush=True)

@@ -76,7 +76,8 @@ def test_measure_trains_and_infers_a_few_batches(prepared):
 
 
 def test_a_fold_past_its_deadline_stops_and_says_so(prepared):
-    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 2), *_inputs(), deadline=time.monotonic())
+    now = time.monotonic()
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 2), *_inputs(), slot=budget.Slot(now, now))
     done = run.run()
     assert done.epochs_run == 1 and done.stopped_by_budget is True
 
@@ -92,10 +93,29 @@ def _inputs():
 def test_a_job_may_use_what_an_earlier_one_saved():
     plans = {p.model: p for p in budget.plan(20 * 60, {"bn_cnn": 1, "baseline_cnn": 1}, SPEEDS, ROWS, VIEWS, CAP)}
     mine = [train_folds.Job("bn_cnn", 0), train_folds.Job("baseline_cnn", 0)]
-    ends = budget.job_deadlines(mine, mine, plans, end=1000.0)
+    ends = [slot.deadline for slot in budget.job_slots(mine, mine, plans, end=1000.0)]
     assert ends[1] == pytest.approx(1000.0 - plans["baseline_cnn"].finish_s)  # the last job: the budget's end
     assert ends[0] == pytest.approx(1000.0 - plans["baseline_cnn"].seconds - plans["bn_cnn"].finish_s)
-    assert budget.job_deadlines(mine, mine[1:], plans, end=1000.0)[0] is None  # a finished job: none
+    assert budget.job_slots(mine, mine[1:], plans, end=1000.0)[0] is None  # a finished job: none
+
+
+def test_planning_again_shares_the_slack_instead_of_giving_it_to_the_first_fold():
+    """The 30-minute run at afcfed3: three air_fer folds planned at 7 epochs of 67.6 s, run at 43 s. Planning
+    again only against its deadline, fold 0 took 14 epochs and left 11 and 10; shared, each gets 12, and all
+    end within the budget."""
+    plan = budget.JobPlan("air_fer", 3, 7, 67.6, 45.0, budget.Speed(400, 4000))
+    mine = [train_folds.Job("air_fer", f) for f in range(3)]
+    end, epoch_s = 1722.0, 43.0
+    slots = budget.job_slots(mine, mine, {"air_fer": plan}, end)
+    now, got = 0.0, []
+    for slot in slots:
+        now += 2 * epoch_s  # epochs 1 and 2, then the replan
+        got.append(slot.epochs(2, 7, epoch_s, now))
+        assert 2 * epoch_s + (got[-1] - 2) * epoch_s <= slot.deadline - (now - 2 * epoch_s)  # never past it
+        now += (got[-1] - 2) * epoch_s + plan.finish_s
+    assert got == [12, 12, 12] and now <= end, (got, now)
+    only_deadline = 2 + int((slots[0].deadline - 2 * epoch_s) // epoch_s)  # what the old replan gave fold 0
+    assert only_deadline == 14
 
 
 def test_stop_at_cuts_a_running_fold_and_says_so(prepared):
@@ -119,8 +139,9 @@ def test_a_budget_sized_fold_plans_again_from_its_own_epochs(prepared, capsys):
     epoch 2 it plans again, trains 5, and its cosine is rebuilt for 5 epochs (not cut short at 3)."""
     recipe, context = _inputs()
     sized = replace(recipe, epochs=3)
-    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 0), sized, context,
-                              deadline=time.monotonic() + 3600, max_epochs=recipe.epochs)
+    end = time.monotonic() + 3600
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 0), sized, context, slot=budget.Slot(end, end),
+                              max_epochs=recipe.epochs)
     done = run.run()
     assert done.epochs_run == 5 and "3 -> 5 epochs" in capsys.readouterr().out
     state = torch.load(paths.fold_dir("baseline_cnn", 0) / "state.pt", weights_only=False)
