@@ -18,8 +18,9 @@ one epoch, so all stay in the run and the report, which calls a model with fewer
 Planning again. The first measurement (a few batches) is often pessimistic or optimistic, so each fold plans its
 epochs again from its own epoch time after REPLAN_EPOCH epochs (`Slot.epochs`): the minutes left to the end, less the
 final inferences still to come, plus its own so far, are shared between it and the jobs after it in the plan's
-proportions. So the first fold does not take all the slack of a pessimistic plan (the 30-minute run at afcfed3: folds 0, 1, 2 got 14, 11 and 12 epochs), and each
-later fold, planning again in turn, has what the earlier ones left. A fold still stops at its deadline (the end less
+proportions. So the first fold does not take all the slack of a pessimistic plan (the 30-minute run at 8d394a9,
+planning against its deadline only: folds 0, 1, 2 got 14, 11 and 12 epochs), and each later fold, planning again in
+turn, has what the earlier ones left. A fold still stops at its deadline (the end less
 the later jobs' planned cost) if even that was optimistic.
 
 train_folds' side of it is here too (`fit_budget`, `measure_jobs`, `print_estimate`, `job_slots`): they take

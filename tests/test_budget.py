@@ -100,7 +100,7 @@ def test_a_job_may_use_what_an_earlier_one_saved():
 
 
 def test_planning_again_shares_the_slack_instead_of_giving_it_to_the_first_fold():
-    """The 30-minute run at afcfed3: three air_fer folds planned at 7 epochs of 67.6 s, run at 43 s. Planning
+    """The 30-minute run at 8d394a9: three air_fer folds planned at 7 epochs of 67.6 s, run at 43 s. Planning
     again only against its deadline, fold 0 took 14 epochs and left 11 and 12; shared, each gets 12, and all
     end within the budget."""
     plan = budget.JobPlan("air_fer", 3, 7, 67.6, 45.0, budget.Speed(400, 4000))
