@@ -58,13 +58,17 @@ class Speed:
 
 @dataclass(frozen=True)
 class Slot:
-    """One budget-sized job's place in its run: when it must stop, and what was planned for it and after it."""
-    deadline: float  # time.monotonic(): no epoch may end past it
-    end: float  # the budget's end
+    """One budget-sized job's place in its run: what was planned for it and after it, and so when it must stop."""
+    end: float  # the budget's end (time.monotonic())
     epoch_s: float = 1.0  # this job's planned epoch
     finish_s: float = 0.0  # this job's planned final inference
     later_train_s: float = 0.0  # the planned training of the jobs after it
     later_finish_s: float = 0.0  # and their final inferences
+
+    @property
+    def deadline(self) -> float:
+        """No epoch may end past it: the end less the later jobs' planned cost and this job's final inference."""
+        return self.end - self.later_train_s - self.later_finish_s - self.finish_s
 
     def epochs(self, done: int, planned: int, epoch_s: float, now: float) -> int:
         """This job's epochs, planned again after `done` of `planned` epochs that took `epoch_s` each: the
@@ -221,5 +225,5 @@ def job_slots(mine: list, todo: list, by_name: dict, end: float) -> list[Slot | 
     plans = [by_name[j.arch] if j in todo else None for j in mine]
     train = [p.epochs * p.epoch_s if p else 0.0 for p in plans]
     finish = [p.finish_s if p else 0.0 for p in plans]
-    return [Slot(end - sum(train[i + 1:]) - sum(finish[i:]), end, p.epoch_s, p.finish_s, sum(train[i + 1:]),
-                 sum(finish[i + 1:])) if p else None for i, p in enumerate(plans)]
+    return [Slot(end, p.epoch_s, p.finish_s, sum(train[i + 1:]), sum(finish[i + 1:])) if p else None
+            for i, p in enumerate(plans)]

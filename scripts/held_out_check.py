@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from competition import artifacts  # noqa: E402
@@ -64,11 +65,6 @@ def parse_group(spec: str) -> tuple[str, list[str]]:
     return name, members.split(",")
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="air_fer")
@@ -100,7 +96,7 @@ def _main(argv=None) -> int:
     probs = {}
     for spec, job in jobs.items():
         HeldOutRun(job, recipe, context).run()
-        probs[spec] = softmax(artifacts.read_npz(job.files / artifacts.TEST)["logits"])
+        probs[spec] = softmax(artifacts.read_npz(job.files / artifacts.TEST)["logits"].astype(np.float64), axis=1)
     labels = rest.test_labels
     print(f"held out: fold {k_rest} of folds/folds.csv, {len(labels)} Training rows; members trained on the rest")
     for spec in specs:

@@ -77,7 +77,7 @@ def test_measure_trains_and_infers_a_few_batches(prepared):
 
 def test_a_fold_past_its_deadline_stops_and_says_so(prepared):
     now = time.monotonic()
-    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 2), *_inputs(), slot=budget.Slot(now, now))
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 2), *_inputs(), slot=budget.Slot(now))
     done = run.run()
     assert done.epochs_run == 1 and done.stopped_by_budget is True
 
@@ -140,7 +140,7 @@ def test_a_budget_sized_fold_plans_again_from_its_own_epochs(prepared, capsys):
     recipe, context = _inputs()
     sized = replace(recipe, epochs=3)
     end = time.monotonic() + 3600
-    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 0), sized, context, slot=budget.Slot(end, end),
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", 0), sized, context, slot=budget.Slot(end),
                               max_epochs=recipe.epochs)
     done = run.run()
     assert done.epochs_run == 5 and "3 -> 5 epochs" in capsys.readouterr().out

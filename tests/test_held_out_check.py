@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy.special import softmax
 
 from competition import artifacts, paths
 from competition.errors import SettingsError
@@ -41,7 +42,7 @@ def test_members_train_then_groups_score_the_held_out_rows(tmp_path):
                             ("1:0", "baseline_cnn.heldout", 1), ("refit:0", "baseline_cnn.heldout", None)):
         logits = artifacts.read_npz(paths.fold_dir(member, f) / artifacts.TEST)["logits"]
         assert len(logits) == len(labels)  # the held-out rows, not the competition's test rows
-        probs[spec] = held_out_check.softmax(logits)
+        probs[spec] = softmax(logits.astype(np.float64), axis=1)
         shown = re.search(rf"member {re.escape(spec)} +([\d.]+)%", run.stdout).group(1)
         assert float(shown) == pytest.approx(100 * (probs[spec].argmax(1) == labels).mean(), abs=0.006)
     folds_avg = (probs["0:0"] + probs["1:0"] + probs["refit:0"]) / 3
