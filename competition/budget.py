@@ -7,7 +7,9 @@ the plan, and stop a fold at its deadline if the measurement was optimistic.
 How the minutes are spent. A short timed run (a warm-up batch, then MEASURE_STEPS batches, and one inference
 batch) gives each model's training and inference images/s here, on this machine's threads. A fold's cost is
   epochs x (train rows / train img/s + validation rows / inference img/s)  +  its final inference
-  (validation and test rows with and without TTA, and the clean-train-accuracy sample).
+  (validation and test rows with and without TTA, and the clean-train-accuracy sample);
+a refit's (the quick run's fold 0 + refit) is its folds' epochs x every Training row / train img/s, and its
+final inference of the test rows: one epoch count per model, for its folds and its refit alike.
 The training budget (the budget less the final inferences) is shared among the models by each one's
 `budget_share` (models.facts, from its model file): bn_cnn's 0.8 against 0.1 goes where the accuracy comes
 from on a CPU (bn_cnn: 62.6% OOF in 12 one-thread epochs, against 49.8% for baseline_cnn and
@@ -87,10 +89,18 @@ class JobPlan:
     epoch_s: float  # one epoch of one fold: training and validation
     finish_s: float  # one fold's final inference
     speed: Speed
+    refits: int = 0  # this process's refits of the model (every Training row, the folds' epochs, nothing held out)
+    refit_epoch_s: float = 0.0
+    refit_finish_s: float = 0.0  # test rows and the clean-train-accuracy sample only
 
     @property
     def seconds(self) -> float:
-        return self.folds * (self.epochs * self.epoch_s + self.finish_s)
+        return (self.folds * (self.epochs * self.epoch_s + self.finish_s)
+                + self.refits * (self.epochs * self.refit_epoch_s + self.refit_finish_s))
+
+    def costs(self, refit: bool) -> tuple[float, float]:
+        """(epoch_s, finish_s) of one of its folds, or of its refit."""
+        return (self.refit_epoch_s, self.refit_finish_s) if refit else (self.epoch_s, self.finish_s)
 
 
 def measure(name: str, recipe: Recipe, images, labels, device: torch.device, aug: str) -> Speed:
@@ -110,50 +120,52 @@ def measure(name: str, recipe: Recipe, images, labels, device: torch.device, aug
 
 def plan(budget_s: float, jobs: dict[str, int], speeds: dict[str, Speed], rows: dict[str, int],
          tta_views: dict[str, int], max_epochs: dict[str, int], fixed: dict[str, int] | None = None,
-         by_cost: bool = False) -> list[JobPlan]:
-    """Epochs per model so that all jobs (model -> number of folds here) end within budget_s.
-    rows: one fold's train, val and test row counts, and train_sample, the clean-train-accuracy rows.
+         by_cost: bool = False, refits: dict[str, int] | None = None) -> list[JobPlan]:
+    """Epochs per model so that all jobs (model -> number of folds here; refits: model -> its refits here, each
+    with its folds' epochs) end within budget_s.
+    rows: one fold's train, val and test row counts, all (every Training row: a refit's), and train_sample, the
+    clean-train-accuracy rows.
     max_epochs: the recipe's epochs, never exceeded (a small data set does not train for hours).
     fixed: models whose epochs are already set (a started fold resumes with the epochs it started with).
     by_cost: share the training time by each model's cost at its recipe's epochs, so every model gets the same
     fraction of its epochs (on a GPU, where the CPU finding behind budget_share does not hold: resnet_cbam48 is
     the best there); else by each architecture's budget_share (models.facts)."""
-    fixed = fixed or {}
+    fixed, refits = fixed or {}, refits or {}
     drafts = {}
-    for name, folds in jobs.items():
+    for name in {**jobs, **refits}:
         s = speeds[name]
-        epoch_s = EPOCH_OVERHEAD * (rows["train"] / s.train_ips + rows["val"] / s.infer_ips)
         views = tta_views[name] + 1  # the TTA pass (that many views) and the plain pass
-        finish_s = ((rows["val"] + rows["test"]) * views + rows["train_sample"]) / s.infer_ips
-        drafts[name] = (folds, epoch_s, finish_s)
-    training_s = budget_s - sum(f * fin for f, _, fin in drafts.values())
-    training_s -= sum(drafts[n][0] * drafts[n][1] * epochs for n, epochs in fixed.items() if n in drafts)
-    share = ({n: f * e * max_epochs[n] for n, (f, e, _) in drafts.items()} if by_cost
+        drafts[name] = JobPlan(
+            name, jobs.get(name, 0), 0, EPOCH_OVERHEAD * (rows["train"] / s.train_ips + rows["val"] / s.infer_ips),
+            ((rows["val"] + rows["test"]) * views + rows["train_sample"]) / s.infer_ips, s, refits.get(name, 0),
+            EPOCH_OVERHEAD * rows["all"] / s.train_ips, (rows["test"] * views + rows["train_sample"]) / s.infer_ips)
+    one_epoch = {n: d.seconds for n, d in (
+        (n, replace(d, epochs=1, finish_s=0.0, refit_finish_s=0.0)) for n, d in drafts.items())}
+    training_s = budget_s - sum(d.seconds for d in drafts.values())  # at 0 epochs: the final inferences
+    training_s -= sum(one_epoch[n] * epochs for n, epochs in fixed.items() if n in drafts)
+    share = ({n: one_epoch[n] * max_epochs[n] for n in drafts} if by_cost
              else {n: models.facts(n).budget_share for n in drafts})
-    total_share = sum(share[name] for name in jobs if name not in fixed) or 1.0
-    plans = []
-    for name, (folds, epoch_s, finish_s) in drafts.items():
-        mine = training_s * share[name] / total_share
-        epochs = fixed.get(name) or min(max_epochs[name], max(1, int(min(mine / (folds * epoch_s), 1e9))))
-        plans.append(JobPlan(name, folds, epochs, epoch_s, finish_s, speeds[name]))
-    return plans
+    total_share = sum(share[name] for name in drafts if name not in fixed) or 1.0
+    return [replace(d, epochs=fixed.get(name) or min(max_epochs[name], max(1, int(min(
+        training_s * share[name] / total_share / one_epoch[name], 1e9))))) for name, d in drafts.items()]
 
 
 def describe(plans: list[JobPlan], budget_s: float | None) -> str:
     """The plan as a table, then the expected end (a clock time) and, for a long run without a budget, a hint."""
     head = f"plan for a budget of {budget_s / 60:.1f} min" if budget_s else "plan at the recipe's epochs (no --budget)"
     lines = [f"{head} (speeds measured here in a few batches):",
-             f"{'model':14s} {'folds':>5s} {'train img/s':>11s} {'epoch s':>8s} {'epochs':>6s} {'minutes':>7s}"]
+             f"{'model':14s} {'folds':>9s} {'train img/s':>11s} {'epoch s':>8s} {'epochs':>6s} {'minutes':>7s}"]
     for p in plans:
         note = f"  (< {JUDGE_EPOCHS} epochs: too short to judge)" if p.epochs < JUDGE_EPOCHS else ""
-        lines.append(f"{p.model:14s} {p.folds:5d} {p.speed.train_ips:11.0f} {p.epoch_s:8.1f} {p.epochs:6d} "
+        folds = f"{p.folds}" + (f"+{p.refits} refit" if p.refits else "")
+        lines.append(f"{p.model:14s} {folds:>9s} {p.speed.train_ips:11.0f} {p.epoch_s:8.1f} {p.epochs:6d} "
                      f"{p.seconds / 60:7.1f}{note}")
     total = sum(p.seconds for p in plans)
-    lines.append(f"{'total':14s} {'':5s} {'':11s} {'':8s} {'':6s} {total / 60:7.1f}")
+    lines.append(f"{'total':14s} {'':9s} {'':11s} {'':8s} {'':6s} {total / 60:7.1f}")
     ends = (datetime.now() + timedelta(seconds=total)).strftime("%a %H:%M")
     lines.append(f"expected to end about {ends} ({hours(total)} from now)")
     if not budget_s and total > LONG_S:
-        lines.append(f"hint: that is long. `./run.sh all --quick` trains folds 0-2 in 30 minutes; `--budget MINUTES` "
+        lines.append(f"hint: that is long. `./run.sh all --quick` trains fold 0 and a refit in 30 minutes; `--budget MINUTES` "
                      f"sizes every model's epochs to fit; --epochs N or --folds 0 make it shorter.")
     return "\n".join(lines)
 
@@ -172,37 +184,40 @@ def deadline_passed(deadline: float | None, epoch_s: float) -> bool:
 def fit_budget(minutes: float, mine: list, recipes: dict[str, Recipe], resident, fold_of_row,
                device, aug: str) -> tuple[dict[str, Recipe], list[Slot | None]]:
     """Epochs per model from speeds measured here, and each job's slot (its deadline, for planning again);
-    finished jobs cost nothing, and a started fold keeps the epochs it started with."""
-    if any(j.fold is None for j in mine):
-        raise SettingsError("--budget sizes fold runs only; train refits in a command of their own, "
-                            "without --budget (they repeat their folds' recipe).")
+    finished jobs cost nothing, and a started fold keeps the epochs it started with. A refit among the jobs
+    trains its folds' planned epochs on every Training row (the quick run's fold 0 + refit)."""
     start = time.monotonic()
     started = [(j.arch, artifacts.read_config(j.files)) for j in mine]
-    fixed = {arch: config.epochs for arch, config in started if config}  # an arch keeps its first started fold's
+    fixed = {arch: config.epochs for arch, config in started if config}  # an arch keeps its first started job's
     todo = [j for j in mine if not j.files.is_done()]
     if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
         return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
-    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
-    left_s = minutes * 60 - (time.monotonic() - start)  # the measuring came out of the budget too
-    plans = plan(left_s, counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
-                        {n: r.epochs for n, r in recipes.items()}, fixed, by_cost=device.type == "cuda")
+    plans = job_plans(todo, recipes, resident, fold_of_row, device, aug, fixed,
+                      lambda: minutes * 60 - (time.monotonic() - start))  # the measuring comes out of it too
+    left_s = minutes * 60 - (time.monotonic() - start)
     print(describe(plans, left_s), flush=True)
     by_name = {p.model: p for p in plans}
     recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
     return recipes, job_slots(mine, todo, by_name, time.monotonic() + left_s)
 
 
-def measure_jobs(todo: list, recipes: dict[str, Recipe], resident, fold_of_row, device,
-                 aug: str) -> tuple[dict, dict, dict]:
-    """(folds per model, Speed per model measured here in a few batches, one fold's row counts)."""
-    counts = {j.arch: sum(1 for t in todo if t.arch == j.arch) for j in todo}
+def job_plans(todo: list, recipes: dict[str, Recipe], resident, fold_of_row, device, aug: str,
+              fixed: dict[str, int] | None = None, budget_s=None) -> list[JobPlan]:
+    """The plan of `todo` (train_folds.Job: folds and refits) from speeds measured here in a few batches; within
+    budget_s() seconds (read after measuring), or at the recipes' epochs when None."""
     sample = np.arange(min(len(fold_of_row), 4 * 512))
     speeds = {n: measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
-              for n in counts}
+              for n in dict.fromkeys(j.arch for j in todo)}
     val = int(np.bincount(fold_of_row).max())
     rows = {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
-            "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
-    return counts, speeds, rows
+            "all": len(fold_of_row), "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
+    counts = {n: sum(1 for t in todo if t.arch == n and t.fold is not None) for n in speeds}
+    refits = {n: sum(1 for t in todo if t.arch == n and t.fold is None) for n in speeds}
+    views = {n: view_count(r.tta) for n, r in recipes.items()}
+    epochs = {n: r.epochs for n, r in recipes.items()}
+    if budget_s is None:
+        return plan(float("inf"), counts, speeds, rows, views, epochs, refits=refits)
+    return plan(budget_s(), counts, speeds, rows, views, epochs, fixed, by_cost=device.type == "cuda", refits=refits)
 
 
 def print_estimate(mine: list, recipes: dict[str, Recipe], resident, fold_of_row, device,
@@ -210,20 +225,17 @@ def print_estimate(mine: list, recipes: dict[str, Recipe], resident, fold_of_row
     """Without a budget: this process's plan at the recipe's epochs and its expected end, from speeds measured
     in its first seconds, before the first epoch (a newcomer learns that a run takes 10 hours before it has)."""
     todo = [j for j in mine if not j.files.is_done()]
-    if not todo:
-        return
-    counts, speeds, rows = measure_jobs(todo, recipes, resident, fold_of_row, device, aug)
-    plans = plan(float("inf"), counts, speeds, rows, {n: view_count(r.tta) for n, r in recipes.items()},
-                        {n: r.epochs for n, r in recipes.items()})
-    print(describe(plans, None), flush=True)
+    if todo:
+        print(describe(job_plans(todo, recipes, resident, fold_of_row, device, aug), None), flush=True)
 
 
 def job_slots(mine: list, todo: list, by_name: dict, end: float) -> list[Slot | None]:
     """Each job's slot. Its deadline: the budget's end less the planned cost of the jobs after it and its own
     final inference; a job may so use what an earlier one saved, and is cut only when the whole budget is at risk
     (the 30-minute run showed per-job deadlines cutting epochs with minutes left over). Finished jobs: None."""
-    plans = [by_name[j.arch] if j in todo else None for j in mine]
-    train = [p.epochs * p.epoch_s if p else 0.0 for p in plans]
-    finish = [p.finish_s if p else 0.0 for p in plans]
-    return [Slot(end, p.epoch_s, p.finish_s, sum(train[i + 1:]), sum(finish[i + 1:])) if p else None
-            for i, p in enumerate(plans)]
+    costs = [by_name[j.arch].costs(j.fold is None) if j in todo else None for j in mine]
+    epochs = [by_name[j.arch].epochs if j in todo else 0 for j in mine]
+    train = [e * c[0] if c else 0.0 for e, c in zip(epochs, costs)]
+    finish = [c[1] if c else 0.0 for c in costs]
+    return [Slot(end, c[0], c[1], sum(train[i + 1:]), sum(finish[i + 1:])) if c else None
+            for i, c in enumerate(costs)]

@@ -95,17 +95,16 @@ def build(archs: list[str], seeds: list[int], folds: list[int], settings: Settin
         return Node(key, train_node, (tuple(these), s), tuple(after), shape.gpu_share, shape.cpus,
                     sum(costs.get(j) or cost(j, epochs[j.arch], device_type) for j in these))
 
-    if shape.one_call:  # one process trains them in sequence and shares the budget's minutes out (fit_budget)
-        nodes = [training("train " + ", ".join(j.files.what for j in jobs), jobs)]
+    refits = [Job(j.arch, None, j.seed) for j in jobs if j.fold == folds[0]] if refit else []
+    if shape.one_call:  # one process trains them in sequence and shares the budget's minutes out (fit_budget),
+        nodes = [training("train " + ", ".join(j.files.what for j in jobs + refits), jobs + refits)]  # refits last
     else:
         share = (lambda j: replace(settings, budget=min(settings.budget, settings.budget * shape.workers * costs[j]
                                                         / sum(costs.values())))) if settings.budget else None
         nodes = [training(j.files.what, [j], share(j) if share else settings) for j in jobs]
-    if refit:  # each member's refit after the nodes that train its folds
-        firsts = [j for j in jobs if j.fold == folds[0]]
-        nodes += [training(f"{j.member} refit", [Job(j.arch, None, j.seed)],
-                           after=[n.key for n in nodes if any(x.member == j.member for x in n.args[0])])
-                  for j in firsts]
+        nodes += [training(f"{r.member} refit", [r],  # each member's refit after the nodes that train its folds
+                           after=[n.key for n in nodes if any(x.member == r.member for x in n.args[0])])
+                  for r in refits]
     everything = tuple(n.key for n in nodes)
     members = tuple(dict.fromkeys(j.member for j in jobs))
     nodes.append(Node("ensemble", ensemble_node, (members, allow_missing, bool(settings.stop_at), True),

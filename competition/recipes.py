@@ -6,7 +6,7 @@ Three recipes:
   strong  what the best FER2013 results use: AdamW, warm-up then cosine decay, label smoothing, an EMA of
           the weights, random crops with padding, flips, small rotations/scaling, brightness/contrast,
           random erasing; optional mixup/cutmix.
-  quick   the strong recipe with one warm-up epoch, for `./run.sh all --quick`: folds 0-2 only, and each model's
+  quick   the strong recipe with one warm-up epoch, for `./run.sh all --quick`: fold 0 and a refit, each model's
           epochs (at most `epochs`) sized by competition.budget to end within the run's --budget minutes.
 
 Batch size and the rule that goes with it. `lr`, `warmup_epochs` and `ema_decay` are stated for

@@ -159,7 +159,7 @@ class FoldRun:
         self.progress = Progress(planned_epochs=recipe.epochs)
 
     def run(self) -> artifacts.Done:
-        if self.refit:
+        if self.refit and not self.files.is_done():  # a finished refit is read back as it is
             self.plan_refit()
         with self.files.lock():
             artifacts.check_same_run(self.files, self.config)
@@ -191,24 +191,43 @@ class FoldRun:
 
     def plan_refit(self) -> None:
         """The refit's epochs: the median best epoch of the member's folds (of the plain member's, for a
-        student without folds), trained with the same recipe, so with the same schedule."""
+        student without folds), trained with the same recipe, so with the same schedule. Under a --budget, the
+        epochs its folds were planned (its slot's; replanned like theirs), so it needs only the folds it has."""
         source = self.job.member
         if not artifacts.FoldFiles(source, 0).dir.exists() and self.job.tag:
             source = artifacts.Member(self.job.arch, self.job.seed).name
+        if self.slot is not None:
+            self.plan_budget_refit(source)
+            return
         missing = [f for f in range(self.k) if not FoldFiles(source, f).is_done()]
         if missing and self.stop_at is not None:  # cut or skipped at --stop-at: the refit waits for a rerun
             raise PastStopAt(f"{self.files.what}: fold(s) {missing} of {source} not finished by --stop-at")
         if missing:
             artifacts.refit_epochs(source, self.k)  # raises, naming the folds to train first
-        differ = artifacts.settings_differ(artifacts.read_config(FoldFiles(source, 0)), self.config, whole_run=False)
-        if differ:
-            raise SettingsError(f"{self.files.what}: its folds ({source}) were trained with other settings "
-                                f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
-                                f"--recipe/--set/--epochs as for the folds.")
+        self.check_recipe_of(source, 0)
         self.progress.planned_epochs, best = artifacts.refit_epochs(source, self.k)
         self.config = replace(self.config, refit=artifacts.Refit(self.progress.planned_epochs, source, best))
         print(f"{self.files.what}: {self.progress.planned_epochs} of {self.recipe.epochs} epochs on all "
               f"{len(self.train_rows)} Training rows (median best epoch of {source}'s folds: {best})")
+
+    def check_recipe_of(self, source: str, fold: int) -> None:
+        """A refit repeats its folds' recipe: refused when `source`'s `fold` was trained with other settings."""
+        differ = artifacts.settings_differ(artifacts.read_config(FoldFiles(source, fold)), self.config,
+                                           whole_run=False)
+        if differ:
+            raise SettingsError(f"{self.files.what}: its folds ({source}) were trained with other settings "
+                                f"({', '.join(differ)} differ); a refit repeats their recipe. Use the same "
+                                f"--recipe/--set/--epochs as for the folds.")
+
+    def plan_budget_refit(self, source: str) -> None:
+        """A budget-sized refit (the quick run's fold 0 + refit): the budget's epochs, planned with its folds'."""
+        folds = artifacts.finished_folds(source, self.k)
+        if folds:
+            self.check_recipe_of(source, folds[0])
+        best = [int(artifacts.read_done(FoldFiles(source, f)).best_epoch) for f in folds]
+        self.config = replace(self.config, refit=artifacts.Refit(self.recipe.epochs, source, best))
+        print(f"{self.files.what}: {self.recipe.epochs} epochs (the --budget's) on all {len(self.train_rows)} "
+              f"Training rows; {source}'s finished folds were best at epochs {best}")
 
     def resume(self) -> None:
         path = self.files / STATE
@@ -242,18 +261,13 @@ class FoldRun:
         p.log.append(dict(zip(LOG_COLUMNS, [epoch, stats.loss, stats.acc, val_loss, val_acc, lr,
                                             stats.seconds, stats.images_per_s])))
         p.epoch = epoch
-        if self.refit:
-            p.finished = epoch >= p.planned_epochs
-            if p.finished:
-                p.best_epoch = epoch
-                self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
-        else:
-            if val_acc > p.best_acc:
-                p.best_acc, p.best_epoch = val_acc, epoch
-                self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
-            if epoch == budget.REPLAN_EPOCH and self.slot is not None and self.max_epochs:
-                self.replan(epoch, time.monotonic() - started)
-            p.finished = epoch >= p.planned_epochs or bool(r.patience and epoch - p.best_epoch >= r.patience)
+        if not self.refit and val_acc > p.best_acc:
+            p.best_acc, p.best_epoch = val_acc, epoch
+            self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
+        if epoch == budget.REPLAN_EPOCH and self.slot is not None and self.max_epochs:
+            self.replan(epoch, time.monotonic() - started)
+        p.finished = epoch >= p.planned_epochs or bool(
+            not self.refit and r.patience and epoch - p.best_epoch >= r.patience)
         if not p.finished and budget.deadline_passed(self.stop_at, time.monotonic() - started):
             p.finished = p.stopped_by_deadline = True
             tqdm.write(f"{self.files.what}: cut after epoch {epoch} of {p.planned_epochs}: another would end "
@@ -262,6 +276,9 @@ class FoldRun:
             p.finished = p.stopped_by_budget = True
             tqdm.write(f"{self.files.what}: stopped after epoch {epoch} of {r.epochs}: another would end "
                        f"past this fold's share of the --budget")
+        if self.refit and p.finished:  # nothing held out to choose an epoch: its last
+            p.best_epoch = epoch
+            self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}
         artifacts.write_log(self.files, p.log)
         if p.finished or time.monotonic() - self.saved_at >= self.checkpoint_every:
             self.checkpoint()
@@ -449,7 +466,7 @@ def train(jobs: list[Job], s: Settings, gpu: int = 0, node: str = "") -> list[di
     if s.budget > 0:
         recipes, slots = budget.fit_budget(s.budget, jobs, recipes, resident, fold_of_row, device, s.aug)
     elif s.estimate:
-        budget.print_estimate([j for j in jobs if j.fold is not None] or jobs, recipes, resident, fold_of_row, device, s.aug)
+        budget.print_estimate(jobs, recipes, resident, fold_of_row, device, s.aug)
     context = RunContext(resident, fold_of_row, device, s.aug, precision, provenance, teacher, stop_at,
                          s.checkpoint_every, s.compile, node, sys.stderr.isatty())
     start, skipped, done = time.perf_counter(), [], []

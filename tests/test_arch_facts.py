@@ -61,7 +61,7 @@ def test_job_costs_are_the_image_cost(name, device):
 def test_budget_shares_minutes_by_budget_share(name):
     """Two architectures at the same speed: their epochs stand as their shares."""
     speed = budget.Speed(train_ips=1000.0, infer_ips=1000.0)
-    rows = {"train": 1000, "val": 100, "test": 100, "train_sample": 0}
+    rows = {"train": 1000, "val": 100, "test": 100, "all": 1100, "train_sample": 0}
     jobs = {name: 1, OTHER: 1}
     plans = budget.plan(50_000, jobs, dict.fromkeys(jobs, speed), rows, dict.fromkeys(jobs, 0),
                         dict.fromkeys(jobs, 10**6))

@@ -15,7 +15,7 @@ from competition.data import load_dataset
 from competition.recipes import get_recipe
 from tests.fake_runs import make_dataset
 
-ROWS = {"train": 18_000, "val": 4_600, "test": 7_178, "train_sample": 4_096}
+ROWS = {"train": 18_000, "val": 4_600, "test": 7_178, "all": 22_600, "train_sample": 4_096}
 SPEEDS = {"bn_cnn": budget.Speed(300, 3000), "baseline_cnn": budget.Speed(1200, 12000),
           "resnet_cbam": budget.Speed(120, 900)}
 VIEWS = {name: 2 for name in SPEEDS}
@@ -176,3 +176,35 @@ def test_a_run_without_budget_prints_its_plan_before_training(prepared, capsys):
     out = capsys.readouterr().out
     assert "plan at the recipe's epochs" in out and "expected to end about" in out
     assert out.index("expected to end about") < out.index("epoch 1/1")
+
+
+def test_a_refit_is_planned_with_its_folds_epochs_at_the_cost_of_every_row():
+    """The quick run's fold 0 + refit: one epoch count for both, the refit's epoch priced at all Training rows
+    (no validation), its finish at the test rows only; the two fit the budget, and the fold's slot leaves
+    room for the refit after it."""
+    alone = budget.plan(20 * 60, {"bn_cnn": 1}, SPEEDS, ROWS, VIEWS, CAP)[0]
+    both = budget.plan(20 * 60, {"bn_cnn": 1}, SPEEDS, ROWS, VIEWS, CAP, refits={"bn_cnn": 1})[0]
+    assert both.refit_epoch_s == pytest.approx(budget.EPOCH_OVERHEAD * ROWS["all"] / SPEEDS["bn_cnn"].train_ips)
+    assert both.refit_finish_s < both.finish_s  # nothing held out to score
+    assert both.seconds <= 20 * 60 < both.seconds + both.epoch_s + both.refit_epoch_s  # fits, and nothing to spare
+    assert both.epochs < alone.epochs and "1+1 refit" in budget.describe([both], 20 * 60)
+    mine = [train_folds.Job("bn_cnn", 0), train_folds.Job("bn_cnn", None)]
+    fold, refit = budget.job_slots(mine, mine, {"bn_cnn": both}, end=1000.0)
+    assert fold.later_train_s == pytest.approx(both.epochs * both.refit_epoch_s)
+    assert (refit.epoch_s, refit.finish_s, refit.later_train_s) == (both.refit_epoch_s, both.refit_finish_s, 0.0)
+
+
+def test_a_budget_sized_refit_needs_no_folds_plans_again_and_keeps_its_last_epoch(prepared, capsys):
+    """Under a budget a refit trains the budget's epochs (not its folds' median best epoch, which needs all k of
+    them), plans again after epoch 2 like a fold, and, stopped at its deadline, is finished with its last weights."""
+    recipe, context = _inputs()
+    run = train_folds.FoldRun(train_folds.Job("baseline_cnn", None), replace(recipe, epochs=3), context,
+                              slot=budget.Slot(time.monotonic() + 3600), max_epochs=recipe.epochs)
+    done = run.run()
+    assert done.refit and done.epochs_run == done.best_epoch == 5 and "3 -> 5 epochs" in capsys.readouterr().out
+    config = json.loads((paths.fold_dir("baseline_cnn", None) / "config.json").read_text())
+    assert config["refit"] == {"epochs": 3, "folds_of": "baseline_cnn", "best_epochs": []}
+    cut = train_folds.FoldRun(train_folds.Job("baseline_cnn", None, seed=1), recipe, context,
+                              slot=budget.Slot(time.monotonic()), max_epochs=recipe.epochs).run()
+    assert cut.epochs_run == cut.best_epoch == 1 and cut.stopped_by_budget
+    assert (paths.fold_dir("baseline_cnn.s1", None) / "test.npz").exists()

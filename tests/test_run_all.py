@@ -14,11 +14,11 @@ def test_quick_pipeline_end_to_end_then_rerun_redoes_nothing(tmp_path, capsys):
     submission = (paths.submissions_dir() / "submission.csv").read_text().splitlines()
     assert len(submission) == 1 + 28 and all(0 <= int(v) <= 6 for v in submission[1:])
     board = pd.read_csv(paths.submissions_dir() / "leaderboard.csv", keep_default_na=False)
-    assert len(board) == 1 and board.loc[0, "models"] == "baseline_cnn+bn_cnn" and board.loc[0, "private"] == "n/a"
-    assert (paths.reports_dir() / "quick" / "report.md").exists()
+    assert board.loc[0, "models"] == "baseline_cnn[refit 0.5]+bn_cnn[refit 0.5]" and board.loc[0, "private"] == "n/a"
+    assert len(board) == 1 and (paths.reports_dir() / "quick" / "report.md").exists()
     done = {(m, f): (paths.fold_dir(m, f) / "done.json").stat().st_mtime_ns
-            for m in ("baseline_cnn", "bn_cnn") for f in (0, 1, 2)}  # --quick: folds 0-2, one member each
-    assert not paths.fold_dir("bn_cnn", 3).exists() and not paths.fold_dir("bn_cnn.s1", 0).exists()
+            for m in ("baseline_cnn", "bn_cnn") for f in (0, None)}  # --quick: fold 0 and a refit, one member each
+    assert not paths.fold_dir("bn_cnn", 1).exists() and not paths.fold_dir("bn_cnn.s1", 0).exists()
     capsys.readouterr()
 
     assert run_all.main(args) == 0

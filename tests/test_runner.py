@@ -62,6 +62,8 @@ def test_the_graph_states_each_jobs_inputs():
 def test_a_cpu_budget_is_one_call_and_a_gpu_budget_is_shared_by_cost():
     one = graph.build(["baseline_cnn", "bn_cnn"], [0], [0, 1], Settings(budget=10), graph.Shape(1, one_call=True))
     assert [len(n.args[0]) for n in one if n.call is graph.train_node] == [4]  # fit_budget shares the 10 minutes
+    refits = graph.build(["bn_cnn"], [0], [0], Settings(budget=10), graph.Shape(1, one_call=True), refit=True)
+    assert [n.args[0] for n in refits if n.call is graph.train_node] == [(Job("bn_cnn", 0), Job("bn_cnn", None))]
     gpu = graph.build(["baseline_cnn", "bn_cnn"], [0], [0], Settings(budget=10), graph.Shape(1, 0.25),
                       device_type="cuda")  # one worker: the jobs run one after the other, 10 minutes in all
     budgets = {n.key: n.args[1].budget for n in gpu if n.call is graph.train_node}
