@@ -274,8 +274,8 @@ class FoldRun:
                        f"past --stop-at")
         elif not p.finished and budget.deadline_passed(self.deadline, time.monotonic() - started):
             p.finished = p.stopped_by_budget = True
-            tqdm.write(f"{self.files.what}: stopped after epoch {epoch} of {r.epochs}: another would end "
-                       f"past this fold's share of the --budget")
+            tqdm.write(f"{self.files.what}: stopped after epoch {epoch} of {p.planned_epochs}: another would end "
+                       f"past its share of the --budget")
         if self.refit and p.finished:  # nothing held out to choose an epoch: its last
             p.best_epoch = epoch
             self.best_weights = {k: v.detach().clone() for k, v in parts.judged.state_dict().items()}

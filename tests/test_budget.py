@@ -207,4 +207,5 @@ def test_a_budget_sized_refit_needs_no_folds_plans_again_and_keeps_its_last_epoc
     cut = train_folds.FoldRun(train_folds.Job("baseline_cnn", None, seed=1), recipe, context,
                               slot=budget.Slot(time.monotonic()), max_epochs=recipe.epochs).run()
     assert cut.epochs_run == cut.best_epoch == 1 and cut.stopped_by_budget
+    assert "stopped after epoch 1 of 5: another would end past its share" in capsys.readouterr().out
     assert (paths.fold_dir("baseline_cnn.s1", None) / "test.npz").exists()
