@@ -241,7 +241,8 @@ class FoldRun:
             self.parts.ema.load_state_dict(saved["ema"])
         if saved.get("scaler"):
             self.parts.scaler.load_state_dict(saved["scaler"])
-        self.best_weights = {k: v.to(self.device) for k, v in saved["best_weights"].items()}
+        best = saved["best_weights"]  # None in a refit's: it keeps its last epoch, chosen at the end
+        self.best_weights = {k: v.to(self.device) for k, v in best.items()} if best is not None else None
         planned, self.progress = self.progress.planned_epochs, Progress(**saved["progress"])
         self.progress.planned_epochs = self.progress.planned_epochs or planned
         print(f"{self.files.what}: resuming after epoch {self.progress.epoch}")

@@ -209,3 +209,24 @@ def test_a_budget_sized_refit_needs_no_folds_plans_again_and_keeps_its_last_epoc
     assert cut.epochs_run == cut.best_epoch == 1 and cut.stopped_by_budget
     assert "stopped after epoch 1 of 5: another would end past its share" in capsys.readouterr().out
     assert (paths.fold_dir("baseline_cnn.s1", None) / "test.npz").exists()
+
+
+def test_an_interrupted_refit_resumes(prepared, capsys, monkeypatch):
+    """A refit's state.pt holds no best weights until its last epoch (it keeps that one): resuming must not
+    need them (the held-out check's killed refit could not resume)."""
+    recipe, context = _inputs()
+    context = replace(context, checkpoint_every=0.0)
+    job, slot = train_folds.Job("baseline_cnn", None), budget.Slot(time.monotonic() + 3600)
+    one_epoch = train_folds.FoldRun.one_epoch
+
+    def killed_in_epoch_2(run):
+        if run.progress.epoch == 1:
+            raise KeyboardInterrupt
+        one_epoch(run)
+
+    monkeypatch.setattr(train_folds.FoldRun, "one_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_folds.FoldRun(job, replace(recipe, epochs=3), context, slot).run()
+    monkeypatch.setattr(train_folds.FoldRun, "one_epoch", one_epoch)
+    done = train_folds.FoldRun(job, replace(recipe, epochs=3), context, slot).run()
+    assert "resuming after epoch 1" in capsys.readouterr().out and done.epochs_run == done.best_epoch == 3
