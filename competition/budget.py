@@ -40,7 +40,6 @@ from competition import artifacts
 from competition.augment import view_count
 from competition.engine import BatchSource, build, train_one_epoch
 from competition.infer import infer
-from competition.errors import SettingsError
 from competition.recipes import Recipe
 from competition.report_markdown import JUDGE_EPOCHS
 
