@@ -93,9 +93,18 @@ class JobPlan:
     refit_finish_s: float = 0.0  # test rows and the clean-train-accuracy sample only
 
     @property
+    def per_epoch_s(self) -> float:
+        """One epoch of every fold and refit of the model here."""
+        return self.folds * self.epoch_s + self.refits * self.refit_epoch_s
+
+    @property
+    def finishes_s(self) -> float:
+        """Their final inferences."""
+        return self.folds * self.finish_s + self.refits * self.refit_finish_s
+
+    @property
     def seconds(self) -> float:
-        return (self.folds * (self.epochs * self.epoch_s + self.finish_s)
-                + self.refits * (self.epochs * self.refit_epoch_s + self.refit_finish_s))
+        return self.epochs * self.per_epoch_s + self.finishes_s
 
     def costs(self, refit: bool) -> tuple[float, float]:
         """(epoch_s, finish_s) of one of its folds, or of its refit."""
@@ -138,15 +147,13 @@ def plan(budget_s: float, jobs: dict[str, int], speeds: dict[str, Speed], rows: 
             name, jobs.get(name, 0), 0, EPOCH_OVERHEAD * (rows["train"] / s.train_ips + rows["val"] / s.infer_ips),
             ((rows["val"] + rows["test"]) * views + rows["train_sample"]) / s.infer_ips, s, refits.get(name, 0),
             EPOCH_OVERHEAD * rows["all"] / s.train_ips, (rows["test"] * views + rows["train_sample"]) / s.infer_ips)
-    one_epoch = {n: d.seconds for n, d in (
-        (n, replace(d, epochs=1, finish_s=0.0, refit_finish_s=0.0)) for n, d in drafts.items())}
-    training_s = budget_s - sum(d.seconds for d in drafts.values())  # at 0 epochs: the final inferences
-    training_s -= sum(one_epoch[n] * epochs for n, epochs in fixed.items() if n in drafts)
-    share = ({n: one_epoch[n] * max_epochs[n] for n in drafts} if by_cost
+    training_s = budget_s - sum(d.finishes_s for d in drafts.values())
+    training_s -= sum(drafts[n].per_epoch_s * epochs for n, epochs in fixed.items() if n in drafts)
+    share = ({n: d.per_epoch_s * max_epochs[n] for n, d in drafts.items()} if by_cost
              else {n: models.facts(n).budget_share for n in drafts})
     total_share = sum(share[name] for name in drafts if name not in fixed) or 1.0
     return [replace(d, epochs=fixed.get(name) or min(max_epochs[name], max(1, int(min(
-        training_s * share[name] / total_share / one_epoch[name], 1e9))))) for name, d in drafts.items()]
+        training_s * share[name] / total_share / d.per_epoch_s, 1e9))))) for name, d in drafts.items()]
 
 
 def describe(plans: list[JobPlan], budget_s: float | None) -> str:
@@ -185,25 +192,23 @@ def fit_budget(minutes: float, mine: list, recipes: dict[str, Recipe], resident,
     """Epochs per model from speeds measured here, and each job's slot (its deadline, for planning again);
     finished jobs cost nothing, and a started fold keeps the epochs it started with. A refit among the jobs
     trains its folds' planned epochs on every Training row (the quick run's fold 0 + refit)."""
-    start = time.monotonic()
+    end = time.monotonic() + minutes * 60  # the measuring comes out of the budget too
     started = [(j.arch, artifacts.read_config(j.files)) for j in mine]
     fixed = {arch: config.epochs for arch, config in started if config}  # an arch keeps its first started job's
     todo = [j for j in mine if not j.files.is_done()]
     if not todo:  # a rerun after the end: every fold is checked as done with its own epochs
         return {n: replace(r, epochs=fixed.get(n, r.epochs)) for n, r in recipes.items()}, [None] * len(mine)
-    plans = job_plans(todo, recipes, resident, fold_of_row, device, aug, fixed,
-                      lambda: minutes * 60 - (time.monotonic() - start))  # the measuring comes out of it too
-    left_s = minutes * 60 - (time.monotonic() - start)
-    print(describe(plans, left_s), flush=True)
+    plans = job_plans(todo, recipes, resident, fold_of_row, device, aug, fixed, end)
+    print(describe(plans, end - time.monotonic()), flush=True)
     by_name = {p.model: p for p in plans}
     recipes = {n: replace(r, epochs=by_name[n].epochs) if n in by_name else r for n, r in recipes.items()}
-    return recipes, job_slots(mine, todo, by_name, time.monotonic() + left_s)
+    return recipes, job_slots(mine, todo, by_name, end)
 
 
 def job_plans(todo: list, recipes: dict[str, Recipe], resident, fold_of_row, device, aug: str,
-              fixed: dict[str, int] | None = None, budget_s=None) -> list[JobPlan]:
-    """The plan of `todo` (train_folds.Job: folds and refits) from speeds measured here in a few batches; within
-    budget_s() seconds (read after measuring), or at the recipes' epochs when None."""
+              fixed: dict[str, int] | None = None, end: float | None = None) -> list[JobPlan]:
+    """The plan of `todo` (train_folds.Job: folds and refits) from speeds measured here in a few batches: to
+    end by `end` (time.monotonic(), counted after measuring), or at the recipes' epochs when None."""
     sample = np.arange(min(len(fold_of_row), 4 * 512))
     speeds = {n: measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
               for n in dict.fromkeys(j.arch for j in todo)}
@@ -214,9 +219,10 @@ def job_plans(todo: list, recipes: dict[str, Recipe], resident, fold_of_row, dev
     refits = {n: sum(1 for t in todo if t.arch == n and t.fold is None) for n in speeds}
     views = {n: view_count(r.tta) for n, r in recipes.items()}
     epochs = {n: r.epochs for n, r in recipes.items()}
-    if budget_s is None:
+    if end is None:
         return plan(float("inf"), counts, speeds, rows, views, epochs, refits=refits)
-    return plan(budget_s(), counts, speeds, rows, views, epochs, fixed, by_cost=device.type == "cuda", refits=refits)
+    return plan(end - time.monotonic(), counts, speeds, rows, views, epochs, fixed, by_cost=device.type == "cuda",
+                refits=refits)
 
 
 def print_estimate(mine: list, recipes: dict[str, Recipe], resident, fold_of_row, device,
