@@ -5,7 +5,9 @@ A member is one trained variant of an architecture, in its own folder: `bn_cnn` 
 `bn_cnn.student` (trained against a teacher's soft targets), `bn_cnn.mixup.s2` (a tag and a seed); config.json
 names the architecture (`Member`, `arch_of`). Each member has k folds and, optionally, a refit: the same
 recipe trained on every Training row and stopped at the median best epoch of its folds (`refit_epochs`). A
-refit has no OOF predictions, only test logits.
+refit has no OOF predictions, only test logits. Another seed with a refit and no folds of its own (`bn_cnn.s1/refit`
+only: `--refit-seeds`) is a refit-only seed: an extra refit of its seed-0 member, mixed into that member's test
+logits with its own refit (`refits_of`).
 
     folds/<member>/fold<k>/   (and folds/<member>/refit/, without oof.npz)
       config.json  written once, at the first start: the recipe, the seed, and the provenance (folds.csv hash,
@@ -447,16 +449,40 @@ def refit_epochs(member: str, k: int) -> tuple[int, list[int]]:
     return int(np.ceil(np.median(best))), best
 
 
-def refit_test_logits(member: str, test_rows: int) -> np.ndarray | None:
-    """The member's refit test logits (TTA), or None when it has no finished refit; refused when they are not
+def refit_only_seeds(member: str, k: int) -> list[str]:
+    """The other seeds of a seed-0 `member` that have a refit and no fold of their own (`--refit-seeds`): extra
+    refits of `member`, their epochs planned from its folds (train_folds.FoldRun.plan_refit)."""
+    me = Member.parse(member)
+    if me.seed or not paths.folds_dir().is_dir():
+        return []
+    seeds = [d.name for d in paths.folds_dir().iterdir() if d.is_dir() and d.name != member]
+    return sorted((name for name in seeds if Member.parse(name).seed_base == me and FoldFiles(name, None).is_done()
+                   and not any(FoldFiles(name, f).dir.exists() for f in range(k))), key=lambda n: Member.parse(n).seed)
+
+
+def refits_of(member: str) -> list[str]:
+    """The finished refits mixed into `member`'s test logits: its own, then its refit-only seeds'."""
+    own = [member] if FoldFiles(member, None).is_done() else []
+    return own + refit_only_seeds(member, fold_count())
+
+
+def refit_logits(member: str, test_rows: int) -> list[np.ndarray]:
+    """The test logits (TTA) of the member's finished refits (`refits_of`), each refused when it is not
     `test_rows` rows (a refit trained on other data)."""
-    files = FoldFiles(member, None)
-    if not files.is_done():
-        return None
+    return [_refit_logits(FoldFiles(name, None), test_rows) for name in refits_of(member)]
+
+
+def refit_test_logits(member: str, test_rows: int) -> np.ndarray | None:
+    """Their mean (a refit-only member's test logits), or None when it has no finished refit."""
+    refits = refit_logits(member, test_rows)
+    return np.mean(refits, axis=0) if refits else None
+
+
+def _refit_logits(files: FoldFiles, test_rows: int) -> np.ndarray:
     check_provenance(files)
     logits = _finite(read_npz(files / TEST)["logits"], files / TEST, "logits")
     if len(logits) != test_rows:
-        raise SettingsError(f"{member}: its refit has {len(logits)} test rows, the dataset {test_rows}. "
+        raise SettingsError(f"{files.member}: its refit has {len(logits)} test rows, the dataset {test_rows}. "
                             f"Train the refit again on the current data.")
     return logits
 
@@ -580,7 +606,7 @@ class MemberLogits:
     test_logits_per_fold: np.ndarray  # (F, M, 7) with TTA
     fold_val_acc: dict[int, float]
     done: dict[int, Done]  # each fold's done.json
-    refit_share: float = 0.0  # the share of test_logits that is the member's refit (blending.with_refit)
+    refit_share: float = 0.0  # the share of test_logits that is the member's refits' (blending.with_refit)
 
 
 def _finite(array: np.ndarray, path: Path, key: str) -> np.ndarray:

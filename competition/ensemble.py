@@ -19,10 +19,12 @@ other data or another split is refused even with --allow-missing (artifacts.chec
 competition.artifacts', combining competition.blending's; this module is the command.
 
 Members with a finished refit (folds/<member>/refit/) get it mixed into their test logits at --refit-share
-(blending.with_refit's stated rule; their OOF, and so their weight, stay their folds'). A student (trained
-against a teacher) is refused beside other members: its OOF saw the teacher's labels of every fold, so
-weights fitted on it would favour it unfairly; alone it is submitted as it is (a refit-only student has no
-OOF: n/a). Every ensemble without a student also writes submissions/teacher.npz: its OOF probabilities per
+(blending.with_refit's stated rule: the folds' mean weighs as one model, each refit as one; their OOF, and so their
+weight, stay their folds'); a member's refit-only seeds (another seed's refit without folds, `run_all --refit-seeds`)
+are refits of that member too.
+A student (trained against a teacher) is
+refused beside other members: its OOF saw the teacher's labels of every fold, so weights fitted on it would favour
+it unfairly; alone it is submitted as it is (a refit-only student has no OOF: n/a). Every ensemble without a student also writes submissions/teacher.npz: its OOF probabilities per
 Training row, the soft targets for `train_folds --teacher`.
 
 Writes submissions/<UTC time>_<models>.csv and submissions/submission.csv (validated first, written
@@ -39,7 +41,7 @@ import numpy as np
 
 from competition import artifacts, paths
 from competition.artifacts import LEADERBOARD_COLUMNS, MemberLogits  # noqa: F401 (the row's columns, for readers)
-from competition.blending import (AVERAGES, COMBINERS, REFIT_SHARE, accuracy, combine, common_oof, fit_weights,
+from competition.blending import (AVERAGES, COMBINERS, accuracy, combine, common_oof, fit_weights,
                                   score, stack, with_refit)
 from competition.data import load_dataset
 from competition.errors import OldSpelling, SettingsError, run_command
@@ -66,13 +68,19 @@ def leaderboard_row(file: str, models: list[str], weights, average: str, scores:
 def table(models: list[MemberLogits], weights, scores: list[dict], ensemble: dict) -> str:
     lines = [f"{'member':20s} {'folds':>15s} {'weight':>7s} {'oof':>7s} {'public':>7s} {'private':>7s}"]
     weights = [None] * len(models) if weights is None else weights
-    named = [(m.member, ",".join(map(str, m.folds)) + ("+refit" if m.refit_share else ""),
+    named = [(m.member, ",".join(map(str, m.folds)) + refit_text(m),
               "-" if w is None else f"{w:.4f}", s)
              for m, w, s in zip(models, weights, scores)]
     for name, folds, weight, s in named + [("ensemble", "", "", ensemble)]:
         lines.append(f"{name:20s} {folds:>15s} {weight:>7s} {fmt(s['oof']):>7s} {fmt(s['public']):>7s} "
                      f"{fmt(s['private']):>7s}")
     return "\n".join(lines)
+
+
+def refit_text(m: MemberLogits) -> str:
+    """'+refit', '+2 refits' (its own and a refit-only seed's: artifacts.refits_of), or '' when none is mixed in."""
+    n = len(artifacts.refits_of(m.member)) if m.refit_share else 0
+    return "" if not n else "+refit" if n == 1 else f"+{n} refits"
 
 
 def new_submission_path(models: list[str], now: datetime) -> Path:
@@ -98,13 +106,13 @@ def choose_combiner(models: list[MemberLogits], combiner: str, oof, test, labels
 
 
 def load_members(names: list[str], students: list[str], allow_missing: bool, fold_of_row, data,
-                 refit_share: float) -> list[MemberLogits]:
+                 refit_share: float | None) -> list[MemberLogits]:
     if students and len(names) > 1:
         raise SettingsError(f"{students}: students (trained against a teacher) can't be weighted on OOF beside "
                             f"other members: their OOF saw the teacher's labels of every fold. Submit a student "
                             f"alone: --members {students[0]}")
     models = [artifacts.load_member(name, allow_missing, fold_of_row) for name in names]
-    models = [with_refit(m, artifacts.refit_test_logits(m.member, len(m.test_logits)) if refit_share else None,
+    models = [with_refit(m, artifacts.refit_logits(m.member, len(m.test_logits)) if refit_share != 0 else [],
                          refit_share) for m in models]
     for m in models:
         artifacts.check_against(m, data)
@@ -112,12 +120,14 @@ def load_members(names: list[str], students: list[str], allow_missing: bool, fol
             print(f"in: {m.member} fold{f}  val_acc {m.fold_val_acc[f]:.4f}  "
                   f"best epoch {m.done[f].best_epoch} of {m.done[f].epochs_run}")
         if m.refit_share:
-            print(f"in: {m.member} refit, {m.refit_share:g} of its test logits (--refit-share)")
+            print(f"in: {m.member} refit ({', '.join(artifacts.refits_of(m.member))}: their mean), "
+                  f"{m.refit_share:.3g} of its test logits (--refit-share)")
     return models
 
 
 def member_label(m: MemberLogits) -> str:
-    return m.member + (f"[refit {m.refit_share:g}]" if m.refit_share else "")
+    n = len(artifacts.refits_of(m.member)) if m.refit_share else 0
+    return m.member + (f"[refit{'' if n == 1 else f' x{n}'} {m.refit_share:.3g}]" if n else "")
 
 
 def refit_only(name: str, data) -> tuple[np.ndarray, dict]:
@@ -131,7 +141,7 @@ def refit_only(name: str, data) -> tuple[np.ndarray, dict]:
 
 
 def run(names: list[str], weighting: str, average: str, allow_missing: bool, combiner: str = "average",
-        refit_share: float = REFIT_SHARE, latest: bool = True) -> Path:
+        refit_share: float | None = None, latest: bool = True) -> Path:
     data = load_dataset()
     fold_of_row = load_folds(len(data.train_labels))
     k = artifacts.fold_count()
@@ -176,9 +186,9 @@ def _main(argv=None) -> int:
     parser.add_argument("--combiner", choices=COMBINERS, default="average",
                         help="weighted average, logistic-regression stack, or auto: the higher OOF accuracy")
     parser.add_argument("--allow-missing", action="store_true", help="use the finished folds of incomplete models")
-    parser.add_argument("--refit-share", type=float, default=REFIT_SHARE,
-                        help="a member's refit's share of its test logits (a stated rule, never fitted); "
-                             "0 = ignore refits")
+    parser.add_argument("--refit-share", type=float, default=None,
+                        help="the refits' share of their member's test logits (a stated rule, never fitted; default: "
+                             "n/(n+1) for n refits, the folds' mean weighing as one model: ½ for one); 0 = ignore refits")
     parser.add_argument("--keep-latest", action="store_true",
                         help="leave submissions/submission.csv as it is (write only the dated file and the row)")
     parser.add_argument("--models", dest="members", action=OldSpelling, new="--members", help=argparse.SUPPRESS)

@@ -3,7 +3,8 @@ device and its expected cost. competition.run_all builds it; a runner executes i
 processes on this machine, the default; or Ray tasks across machines), so the order lives here and nowhere
 else: no process polls for another's files.
 
-    fold jobs (member x fold) ──> each member's refit (after that member's folds)
+    fold jobs (member x fold) ──> each member's refit (after that member's folds; a refit-only seed's after its
+            │                     seed-0 member's: --refit-seeds)
             └──────────────────────> the ensemble (after every member) ──> each student ──> its submission
 
 A node is a function call with typed arguments (`Node.call(place, *args)`): a runner pickles it to a worker
@@ -83,8 +84,9 @@ def cost(job: Job, epochs: int, device_type: str) -> float:
 
 def build(archs: list[str], seeds: list[int], folds: list[int], settings: Settings, shape: Shape,
           refit: bool = False, distill: str | None = None, allow_missing: bool = False,
-          device_type: str = "cpu") -> list[Node]:
-    """The run's nodes, each after the nodes it needs (a node's `after` names only earlier nodes)."""
+          device_type: str = "cpu", refit_seeds: tuple[int, ...] = ()) -> list[Node]:
+    """The run's nodes, each after the nodes it needs (a node's `after` names only earlier nodes). refit_seeds:
+    seeds not in `seeds` whose refit alone is trained, an extra refit of each architecture's seed-0 member."""
     settings = replace(settings, threads=shape.cpus)
     epochs = {a: get_recipe(settings.recipe, a, dict(settings.overrides), device_type).epochs
               for a in {*archs, *([distill] if distill else [])}}
@@ -96,14 +98,17 @@ def build(archs: list[str], seeds: list[int], folds: list[int], settings: Settin
                     sum(costs.get(j) or cost(j, epochs[j.arch], device_type) for j in these))
 
     refits = [Job(j.arch, None, j.seed) for j in jobs if j.fold == folds[0]] if refit else []
+    extra = [Job(a, None, s) for s in refit_seeds if s not in seeds for a in archs]  # refit-only seeds
+    refits += extra
+    folds_of = {r: Job(r.arch, None, 0).member if r in extra else r.member for r in refits}  # whose folds it follows
     if shape.one_call:  # one process trains them in sequence and shares the budget's minutes out (fit_budget),
         nodes = [training("train " + ", ".join(j.files.what for j in jobs + refits), jobs + refits)]  # refits last
     else:
         share = (lambda j: replace(settings, budget=min(settings.budget, settings.budget * shape.workers * costs[j]
                                                         / sum(costs.values())))) if settings.budget else None
         nodes = [training(j.files.what, [j], share(j) if share else settings) for j in jobs]
-        nodes += [training(f"{r.member} refit", [r],  # each member's refit after the nodes that train its folds
-                           after=[n.key for n in nodes if any(x.member == r.member for x in n.args[0])])
+        nodes += [training(f"{r.member} refit", [r],  # each refit after the nodes that train its folds
+                           after=[n.key for n in nodes if any(x.member == folds_of[r] for x in n.args[0])])
                   for r in refits]
     everything = tuple(n.key for n in nodes)
     members = tuple(dict.fromkeys(j.member for j in jobs))

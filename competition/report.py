@@ -16,7 +16,7 @@ competition.report_markdown.
 
 The ladder climbs, for each member that is not another's seed: one fold -> k-fold average -> + TTA -> + seeds
 (its members `<member>.s<N>` with every fold, equal-weight logits) -> + refit (blending.with_refit: test logits
-only, a refit has no OOF); then the ensemble of every complete member with refits mixed in (equal, OOF-fitted,
+only, a refit has no OOF; with its refit-only seeds', artifacts.refits_of); then the ensemble of every complete member with refits mixed in (equal, OOF-fitted,
 stacked); then each distilled student on its own row, never in an ensemble (its OOF saw its teacher's labels).
 Each row costs the training seconds of every run it needs (done.json "seconds": epoch times only), counted in
 full, on the devices config.json names.
@@ -125,8 +125,9 @@ def minutes_of(seconds: list[float | None]) -> float | None:
 
 
 def member_runs(ml) -> list[tuple[str, int | None]]:
-    """The runs behind a member's logits: its finished folds, and its refit when that is mixed in."""
-    return [(ml.member, f) for f in ml.folds] + ([(ml.member, None)] if ml.refit_share else [])
+    """The runs behind a member's logits: its finished folds, and its refits when they are mixed in."""
+    return [(ml.member, f) for f in ml.folds] + ([(r, None) for r in artifacts.refits_of(ml.member)]
+                                                 if ml.refit_share else [])
 
 
 def group_runs(models: list) -> list[tuple[str, int | None]]:
@@ -172,12 +173,12 @@ def blend_step(name: str, models: list, data: FerData, note: str = "") -> dict:
 
 
 def with_refit(ml):
-    """The member with its finished refit mixed in at the ensemble's default share (blending.with_refit)."""
-    return blending.with_refit(ml, artifacts.refit_test_logits(ml.member, len(ml.test_logits)))
+    """The member with its finished refits mixed in at the ensemble's default share (blending.with_refit)."""
+    return blending.with_refit(ml, artifacts.refit_logits(ml.member, len(ml.test_logits)))
 
 
 def share_text(share: float) -> str:
-    return "½" if share == 0.5 else f"{share:g}"
+    return {0.5: "½", 2 / 3: "⅔", 3 / 4: "¾"}.get(share, f"{share:.3g}")
 
 
 def seeds_and_refit(base, seeds: list, data: FerData) -> list[dict]:
@@ -189,8 +190,10 @@ def seeds_and_refit(base, seeds: list, data: FerData) -> list[dict]:
     refits = [ml for ml in mixed if ml.refit_share]
     if refits:
         some = "" if len(refits) == len(group) else f", {len(refits)} of {len(group)} members"
-        rows.append({**blend_step(f"{base.member}: + refit (share {share_text(refits[0].refit_share)}{some})", mixed,
-                                  data, "the folds' OOF: a refit has none"), "refits": [ml.member for ml in refits]})
+        runs = [r for ml in refits for r in artifacts.refits_of(ml.member)]  # with refit-only seeds
+        what = "refit" if len(runs) == len(refits) else f"{len(runs)} refits"
+        rows.append({**blend_step(f"{base.member}: + {what} (share {share_text(refits[0].refit_share)}{some})", mixed,
+                                  data, "the folds' OOF: a refit has none"), "refits": runs})
     return rows
 
 
@@ -202,7 +205,7 @@ def ensemble_ladder(complete: list, data: FerData) -> list[dict]:
         weightings["OOF-fitted weights"] = np.asarray(blending.fit_weights(complete, AVERAGE))
     _, labels, _ = blending.common_oof(complete)
     runs, names = group_runs(complete), [ml.member for ml in complete]
-    refits = {"refits": [ml.member for ml in complete if ml.refit_share]}
+    refits = {"refits": [r for ml in complete if ml.refit_share for r in artifacts.refits_of(ml.member)]}
     rows = []
     for label, weights in weightings.items():
         oof, test = blending.combine(complete, weights, AVERAGE)

@@ -18,7 +18,7 @@ ensemble and report then use what finished (see competition.train_folds).
 
 More members: --seeds trains each architecture once per seed (a member each), --refit adds each
 member's refit on every Training row (mixed into its test logits by the ensemble's stated --refit-share rule),
-and --distill MODEL trains one student of that architecture against the ensemble's OOF probabilities after
+--refit-seeds adds refits of other seeds without folds of their own (more refits of the seed-0 member), and --distill MODEL trains one student of that architecture against the ensemble's OOF probabilities after
 the ensemble; the student gets a dated submission and a leaderboard row of its own (PublicTest; no OOF),
 while submissions/submission.csv stays the ensemble's.
 """
@@ -41,7 +41,9 @@ QUICK_BUDGET = 30  # minutes: the newcomer's first run on a laptop-class CPU
 # both for the epochs the budget plans: on held-out Training rows (fold 4, never trained on) a fold model + its
 # refit matched three fold models in the same minutes, and in fewer at 11 epochs; three fold models beat three seeds
 # of one fold (docs/accuracy-per-minute.md, "Three folds" and "A fold and its refit").
+# Two refits (seeds 0 and 1) beside fold 0 did not pay there: at equal minutes (9 epochs each) 67.15% against 67.75%.
 QUICK_FOLDS = "0"
+QUICK_REFIT_SEEDS = "0"
 AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-minute run) and start-ups
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
 
@@ -155,6 +157,9 @@ def _main(argv=None) -> int:
     p.add_argument("--seeds", default=None, help="comma list of seeds: one member per architecture and seed (default: 0)")
     p.add_argument("--refit", action="store_true", help="also train each member on every Training row (on with "
                    "--quick; with a CPU budget for the folds' planned epochs, else for their median best epoch)")
+    p.add_argument("--refit-seeds", default=None, metavar="SEEDS",
+                   help="comma list of seeds to refit: each seed not in --seeds trains only a refit, an extra refit "
+                        f"of the seed-0 member (implies --refit; default with --quick: {QUICK_REFIT_SEEDS})")
     p.add_argument("--distill", default=None, metavar="MODEL",
                    help="after the ensemble, train one MODEL student against its OOF probabilities")
     p.add_argument("--checkpoint-every", type=float, default=None, metavar="SECONDS",
@@ -167,8 +172,9 @@ def _main(argv=None) -> int:
                         "started are skipped; the ensemble and report use what finished")
     args = p.parse_args(argv)
     models = architectures(args.models, args.device, args.quick)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0]
+    seeds = train_folds.parse_list(args.seeds, "--seeds") if args.seeds else [0]
     members = [artifacts.Member(m, s).name for s in seeds for m in models]
+    refit_seeds = refit_seeds_of(args, seeds)
     fold_list = args.folds or (QUICK_FOLDS if args.quick else "all")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
     cuda = wants_cuda(args.device)
@@ -177,7 +183,7 @@ def _main(argv=None) -> int:
     start = time.perf_counter()
     stage("data", get_data, args.source)
     stage("folds", make_folds, args.k)
-    refit = args.refit or args.quick
+    refit = args.refit or args.quick or bool(args.refit_seeds)
     if minutes and (args.distill or refit and cuda):
         raise SettingsError("--distill (and, on CUDA, --refit) train on every Training row with the folds' median "
                             "best epoch; they need all folds, so they don't combine with --quick/--budget there.")
@@ -188,7 +194,7 @@ def _main(argv=None) -> int:
     shape = graph.Shape(size, 1 / args.jobs_per_gpu if cuda else 0.0, cpus, bool(minutes) and not cuda)
     partial = fold_list != "all" or bool(args.stop_at)
     nodes = graph.build(models, seeds, folds, settings, shape, refit, args.distill, partial,
-                        "cuda" if cuda else "cpu")
+                        "cuda" if cuda else "cpu", refit_seeds)
     train_start, trained_since = time.perf_counter(), time.time()
     print(f"\n=== {len(nodes)} jobs on the {args.runner} runner "
           f"({'Ray at ' + (args.address or 'a local instance') if args.runner == 'ray' else f'{size} worker(s)'})",
@@ -207,10 +213,20 @@ def _main(argv=None) -> int:
         members.append(artifacts.Member(args.distill, seeds[0], artifacts.STUDENT).name)
     out = paths.reports_dir() / (args.report or ("quick" if args.quick else "full"))
     stage("report", report.run, members, out, partial)
-    print("\n" + summary_table(members, time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, size,
+    print("\n" + summary_table(members + [artifacts.Member(m, s).name for s in refit_seeds for m in models],
+                               time.perf_counter() - start, 2 if args.distill else 1, train_wall_s, size,
                                trained_since))
     print(f"\nall done in {(time.perf_counter() - start) / 60:.1f} min: submissions/submission.csv, {out}/report.md")
     return 0
+
+
+def refit_seeds_of(args, seeds: list[int]) -> tuple[int, ...]:
+    """The seeds whose refit alone is trained (--refit-seeds less --seeds); they need a seed-0 member."""
+    spec = args.refit_seeds or (QUICK_REFIT_SEEDS if args.quick else "")
+    extra = tuple(s for s in dict.fromkeys(train_folds.parse_list(spec, "--refit-seeds")) if s not in seeds)
+    if extra and 0 not in seeds:
+        raise SettingsError(f"--refit-seeds {spec}: seeds {list(extra)} refit after seed 0's folds; add 0 to --seeds")
+    return extra
 
 
 def train_settings(args, minutes: float | None) -> train_folds.Settings:

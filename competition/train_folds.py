@@ -6,6 +6,7 @@
     python -m competition.train_folds --model resnet18                    # any timm architecture too
     python -m competition.train_folds --model bn_cnn,baseline_cnn --folds 0 --budget 20   # epochs sized to 20 min
     python -m competition.train_folds --model bn_cnn --seeds 0,1,2 --folds all,refit  # 3 members, each + a refit
+    python -m competition.train_folds --model bn_cnn --seeds 1 --folds refit  # a refit-only seed of bn_cnn
     python -m competition.train_folds --model bn_cnn --teacher submissions/teacher.npz --folds refit  # a student
 
 For each fold k: train on the other folds, validate on fold k after every epoch, keep the epoch with the best
@@ -16,7 +17,8 @@ Training row with the same recipe and schedule, and stops at the median best epo
 the epoch count is chosen on the folds, never on test labels; a refit whose folds are not all finished is
 refused, naming them. `--teacher` trains a student (member <model>.student) against soft targets: the teacher's
 OOF probabilities mixed with the labels (--teacher-weight); a student without folds of its own stops where
-its architecture's plain member was best. Killed at any moment and started again, a run resumes from its last
+its architecture's plain member was best; another seed's refit without folds of its own (a refit-only seed)
+follows its seed-0 member's folds, and the ensemble mixes it in with that member's refit. Killed at any moment and started again, a run resumes from its last
 checkpoint (state.pt, written at most every --checkpoint-every seconds and at the end). Every epoch's
 shuffling, augmentation and dropout are seeded from (seed, fold, epoch), so on CPU a resumed run ends with the
 same logits as an uninterrupted one.
@@ -190,12 +192,10 @@ class FoldRun:
         return self.k if self.refit else self.fold  # the refit draws its own shuffles, not fold 0's
 
     def plan_refit(self) -> None:
-        """The refit's epochs: the median best epoch of the member's folds (of the plain member's, for a
-        student without folds), trained with the same recipe, so with the same schedule. Under a --budget, the
-        epochs its folds were planned (its slot's; replanned like theirs), so it needs only the folds it has."""
-        source = self.job.member
-        if not artifacts.FoldFiles(source, 0).dir.exists() and self.job.tag:
-            source = artifacts.Member(self.job.arch, self.job.seed).name
+        """The refit's epochs: the median best epoch of its folds (`fold_source`), trained with the same recipe,
+        so with the same schedule. Under a --budget, the epochs its folds were planned (its slot's; replanned like
+        theirs), so it needs only the folds it has."""
+        source = self.fold_source()
         if self.slot is not None:
             self.plan_budget_refit(source)
             return
@@ -209,6 +209,16 @@ class FoldRun:
         self.config = replace(self.config, refit=artifacts.Refit(self.progress.planned_epochs, source, best))
         print(f"{self.files.what}: {self.progress.planned_epochs} of {self.recipe.epochs} epochs on all "
               f"{len(self.train_rows)} Training rows (median best epoch of {source}'s folds: {best})")
+
+    def fold_source(self) -> str:
+        """The member whose folds a refit follows: its own; without folds of its own, a student's is the plain
+        member of its seed, another seed's (a refit-only seed, `--refit-seeds`) its seed-0 member."""
+        member = artifacts.Member(self.job.arch, self.job.seed, self.job.tag)
+        if any(FoldFiles(member.name, f).dir.exists() for f in range(self.k)):
+            return member.name
+        if member.tag:
+            return artifacts.Member(member.arch, member.seed).name
+        return member.seed_base.name if member.seed_base else member.name
 
     def check_recipe_of(self, source: str, fold: int) -> None:
         """A refit repeats its folds' recipe: refused when `source`'s `fold` was trained with other settings."""

@@ -12,8 +12,9 @@ folds rather than three seeds: docs/accuracy-per-minute.md) may be made on this 
 
 Each member trains through the harness's own path (train_folds.FoldRun: recipe, augmentation, checkpoints,
 resume) into folds/<model>.heldout[.s<seed>]/; its test logits are the held-out rows'. A finished member is
-read back, not trained again. Prints each member's held-out accuracy (with the recipe's TTA), then each group's
-(the mean of its members' probabilities).
+read back, not trained again. Prints each member's held-out accuracy (with the recipe's TTA), then each group's:
+the mean of its members' probabilities, and by the ensemble's rule (`ensemble_rule`: the folds' mean logits, the
+refits' mean mixed in at blending.refit_share), which is how the real run combines the same members.
 """
 import argparse
 import sys
@@ -25,6 +26,7 @@ from scipy.special import softmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from competition import artifacts  # noqa: E402
+from competition.blending import refit_share  # noqa: E402
 from competition.data import FerData, load_dataset  # noqa: E402
 from competition.device import pick_device, tune_for  # noqa: E402
 from competition.errors import SettingsError, run_command  # noqa: E402
@@ -93,18 +95,30 @@ def _main(argv=None) -> int:
                          progress=sys.stderr.isatty())
     recipe = get_recipe(args.recipe, args.model, parse_overrides(args.set) | (
         {"epochs": args.epochs} if args.epochs else {}), device.type)
-    probs = {}
+    logits = {}
     for spec, job in jobs.items():
         HeldOutRun(job, recipe, context).run()
-        probs[spec] = softmax(artifacts.read_npz(job.files / artifacts.TEST)["logits"].astype(np.float64), axis=1)
+        logits[spec] = artifacts.read_npz(job.files / artifacts.TEST)["logits"].astype(np.float64)
     labels = rest.test_labels
     print(f"held out: fold {k_rest} of folds/folds.csv, {len(labels)} Training rows; members trained on the rest")
     for spec in specs:
-        print(f"  member {spec:10s} {(probs[spec].argmax(1) == labels).mean():.2%}  ({jobs[spec].files.dir})")
+        print(f"  member {spec:10s} {(logits[spec].argmax(1) == labels).mean():.2%}  ({jobs[spec].files.dir})")
     for name, members in groups.items():
-        average = sum(probs[m] for m in members) / len(members)
-        print(f"  group  {name:10s} {(average.argmax(1) == labels).mean():.2%}  (mean of {', '.join(members)})")
+        average = sum(softmax(logits[m], axis=1) for m in members) / len(members)
+        print(f"  group  {name:10s} {(average.argmax(1) == labels).mean():.2%}  (mean of {', '.join(members)}'s "
+              f"probabilities); {(ensemble_rule(members, logits).argmax(1) == labels).mean():.2%} by the ensemble's rule")
     return 0
+
+
+def ensemble_rule(members: list[str], logits: dict[str, np.ndarray]) -> np.ndarray:
+    """The group as competition.ensemble combines one member: its folds' mean logits, its refits' mean mixed in
+    at blending.refit_share (with_refit; refit-only seeds are refits too, artifacts.refits_of)."""
+    folds = [logits[m] for m in members if not m.startswith("refit")]
+    refits = [logits[m] for m in members if m.startswith("refit")]
+    if not folds or not refits:
+        return np.mean(folds or refits, axis=0)
+    share = refit_share(len(refits))
+    return (1 - share) * np.mean(folds, axis=0) + share * np.mean(refits, axis=0)
 
 
 def main(argv=None) -> int:

@@ -46,8 +46,11 @@ def test_members_train_then_groups_score_the_held_out_rows(tmp_path):
         shown = re.search(rf"member {re.escape(spec)} +([\d.]+)%", run.stdout).group(1)
         assert float(shown) == pytest.approx(100 * (probs[spec].argmax(1) == labels).mean(), abs=0.006)
     folds_avg = (probs["0:0"] + probs["1:0"] + probs["refit:0"]) / 3
-    shown = re.search(r"group  folds +([\d.]+)%", run.stdout).group(1)
+    shown, rule = re.search(r"group  folds +([\d.]+)% .*; ([\d.]+)% by the ensemble's rule", run.stdout).groups()
     assert float(shown) == pytest.approx(100 * (folds_avg.argmax(1) == labels).mean(), abs=0.006)
+    logits = {s: np.log(p) for s, p in probs.items()}  # log-softmax: the same argmax as the logits, shifted per row
+    ensemble = 0.5 * (logits["0:0"] + logits["1:0"]) / 2 + 0.5 * logits["refit:0"]
+    assert float(rule) == pytest.approx(100 * (ensemble.argmax(1) == labels).mean(), abs=0.006)
     oof = artifacts.read_npz(paths.fold_dir("baseline_cnn.heldout", 1) / artifacts.OOF)
     assert len(oof["rows"]) == (fold[fold != 2] == 1).sum()  # validated on fold 1 of the rest only
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -7,7 +7,7 @@ import pytest
 from competition import artifacts, blending, ensemble, folds, paths, train_folds
 from competition.artifacts import FoldFiles
 from competition.errors import SettingsError
-from tests.fake_runs import FAST, make_dataset, make_folds, make_run
+from tests.fake_runs import FAST, make_dataset, make_folds, make_refit_run, make_run
 
 
 @pytest.fixture
@@ -82,16 +82,51 @@ def test_a_refit_takes_its_stated_share_of_the_members_test_logits(tmp_path):
     files = FoldFiles("bn_cnn", None)
     files.dir.mkdir(parents=True)
     np.savez(files / "test.npz", logits=refit, logits_plain=refit)
-    none_yet = artifacts.refit_test_logits("bn_cnn", len(refit))  # no done.json: no refit yet
-    assert none_yet is None and blending.with_refit(folds_only, none_yet).refit_share == 0
+    none_yet = artifacts.refit_logits("bn_cnn", len(refit))  # no done.json: no refit yet
+    assert none_yet == [] and blending.with_refit(folds_only, none_yet).refit_share == 0
     (files / "done.json").write_text(json.dumps({"refit": True}))
     (files / "config.json").write_text(json.dumps(artifacts.current_provenance()))
-    mixed = blending.with_refit(folds_only, artifacts.refit_test_logits("bn_cnn", len(refit)), 0.25)
+    mixed = blending.with_refit(folds_only, artifacts.refit_logits("bn_cnn", len(refit)), 0.25)
     assert np.allclose(mixed.test_logits, 0.75 * folds_only.test_logits + 0.25 * refit)
     assert np.array_equal(mixed.oof_logits, folds_only.oof_logits)  # OOF, and so the weight, stay the folds'
-    assert blending.with_refit(folds_only, refit, 0).test_logits is folds_only.test_logits
+    assert blending.with_refit(folds_only, [refit], 0).test_logits is folds_only.test_logits
+    ruled = blending.with_refit(folds_only, [refit])  # the rule: the folds' mean and the refit, one model each
+    assert ruled.refit_share == 0.5 and np.allclose(ruled.test_logits, (folds_only.test_logits + refit) / 2)
+    other = refit[::-1].copy()  # a second refit (a refit-only seed): the folds' mean, and each refit, a third
+    thirds = blending.with_refit(folds_only, [refit, other])
+    assert np.allclose(thirds.test_logits, (folds_only.test_logits + refit + other) / 3)
     with pytest.raises(SettingsError, match="refit share"):
-        blending.with_refit(folds_only, refit, 1.5)
+        blending.with_refit(folds_only, [refit], 1.5)
+
+
+def test_a_refit_only_seed_is_trained_after_the_seed_0_folds_and_joins_that_members_refit(prepared, capsys):
+    train("--folds", "all,refit")
+    train("--seeds", "1", "--folds", "refit")  # no folds of its own: it follows baseline_cnn's
+    config = json.loads((FoldFiles("baseline_cnn.s1", None) / "config.json").read_text())
+    assert config["refit"]["folds_of"] == "baseline_cnn" and config["seed"] == 1
+    assert artifacts.available_members() == ["baseline_cnn"]  # not a member of its own
+    assert artifacts.refits_of("baseline_cnn") == ["baseline_cnn", "baseline_cnn.s1"]
+    rows = len(prepared.test_labels)
+    own, seed1 = (artifacts.read_npz(FoldFiles(m, None) / "test.npz")["logits"] for m in ("baseline_cnn",
+                                                                                       "baseline_cnn.s1"))
+    assert not np.allclose(own, seed1) and np.allclose(artifacts.refit_test_logits("baseline_cnn", rows),
+                                                       (own + seed1) / 2)
+    capsys.readouterr()
+    assert ensemble.main(["--members", "baseline_cnn"]) == 0
+    assert "baseline_cnn, baseline_cnn.s1: their mean" in capsys.readouterr().out
+    board = (paths.submissions_dir() / "leaderboard.csv").read_text()
+    assert "baseline_cnn[refit x2 0.667]" in board  # the folds' mean and each refit: a third each
+
+
+def test_only_seeds_without_folds_are_refit_only_seeds(tmp_path):
+    fd, fold_of_row = make_run(tmp_path, {"bn_cnn": 0.7, "bn_cnn.s2": 0.6})
+    for member, seed in (("bn_cnn", 0), ("bn_cnn.s1", 1), ("bn_cnn.s2", 2), ("baseline_cnn.s3", 3),
+                         ("bn_cnn.student.s4", 4)):
+        make_refit_run(fd, member, member.split(".")[0], seed=seed)
+    assert artifacts.refits_of("bn_cnn") == ["bn_cnn", "bn_cnn.s1"]  # s2 has folds: a member with its own refit
+    assert artifacts.refits_of("bn_cnn.s2") == ["bn_cnn.s2"] and artifacts.refits_of("bn_cnn.s1") == ["bn_cnn.s1"]
+    assert artifacts.refits_of("bn_cnn.student") == ["bn_cnn.student.s4"]  # a tag's seeds stay that tag's
+    assert sorted(artifacts.available_members()) == ["bn_cnn", "bn_cnn.s2"]
 
 
 def test_teacher_targets_mix_the_ensembles_oof_probabilities_with_the_labels(tmp_path):

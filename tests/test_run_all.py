@@ -1,5 +1,6 @@
 """`./run.sh all --quick`: from competition files to a valid submission and a report, and resumable."""
 import re
+from types import SimpleNamespace
 
 import pandas as pd
 
@@ -9,16 +10,20 @@ from tests.conftest import kaggle_zip, synthetic_rows
 
 def test_quick_pipeline_end_to_end_then_rerun_redoes_nothing(tmp_path, capsys):
     source = kaggle_zip(tmp_path / "c.zip", *synthetic_rows(n_train=280), with_private_labels=False)
-    args = ["--quick", "--from", str(source), "--models", "baseline_cnn,bn_cnn", "--nproc", "2", "--epochs", "3"]
+    args = ["--quick", "--from", str(source), "--models", "baseline_cnn,bn_cnn", "--nproc", "2", "--epochs", "3",
+            "--refit-seeds", "0,1"]  # and a refit-only seed 1 of each, in the budget's one call
     assert run_all.main(args) == 0
     submission = (paths.submissions_dir() / "submission.csv").read_text().splitlines()
     assert len(submission) == 1 + 28 and all(0 <= int(v) <= 6 for v in submission[1:])
     board = pd.read_csv(paths.submissions_dir() / "leaderboard.csv", keep_default_na=False)
-    assert board.loc[0, "models"] == "baseline_cnn[refit 0.5]+bn_cnn[refit 0.5]" and board.loc[0, "private"] == "n/a"
-    assert len(board) == 1 and (paths.reports_dir() / "quick" / "report.md").exists()
-    done = {(m, f): (paths.fold_dir(m, f) / "done.json").stat().st_mtime_ns
-            for m in ("baseline_cnn", "bn_cnn") for f in (0, None)}  # --quick: fold 0 and a refit, one member each
+    assert board.loc[0, "models"] == "baseline_cnn[refit x2 0.667]+bn_cnn[refit x2 0.667]"
+    assert len(board) == 1 and (paths.reports_dir() / "quick" / "report.md").exists() and board.loc[0, "private"] == "n/a"
+    done = {(m, f): (paths.fold_dir(m, f) / "done.json").stat().st_mtime_ns  # --quick: fold 0 and a refit, one
+            for m in ("baseline_cnn", "bn_cnn") for f in (0, None)}  # member each, and a refit-only seed 1
+    done |= {(m, None): (paths.fold_dir(m, None) / "done.json").stat().st_mtime_ns
+             for m in ("baseline_cnn.s1", "bn_cnn.s1")}
     assert not paths.fold_dir("bn_cnn", 1).exists() and not paths.fold_dir("bn_cnn.s1", 0).exists()
+    assert "+ 2 refits (share ⅔" in (paths.reports_dir() / "quick" / "report.md").read_text()
     capsys.readouterr()
 
     assert run_all.main(args) == 0
@@ -46,6 +51,14 @@ def test_seeds_refits_and_a_student_in_one_run(tmp_path, capsys):
     assert run_all.main(["--models", "baseline_cnn", "--k", "3", "--epochs", "2", "--nproc", "1", "--seeds", "0,1",
                          "--refit", "--distill", "baseline_cnn"]) == 0  # the teacher is written again: the same
     assert (paths.fold_dir("baseline_cnn.student", None) / "done.json").stat().st_mtime_ns == student
+
+
+def test_refit_seeds_need_a_seed_0_member_and_imply_a_refit(capsys):
+    assert run_all.main(["--seeds", "1", "--refit-seeds", "2", "--from", "none.zip"]) == 2
+    assert "add 0 to --seeds" in capsys.readouterr().err
+    assert run_all.refit_seeds_of(SimpleNamespace(quick=True, refit_seeds=None), [0]) == ()  # quick: its own refit
+    assert run_all.refit_seeds_of(SimpleNamespace(quick=True, refit_seeds="0,1"), [0]) == (1,)
+    assert run_all.refit_seeds_of(SimpleNamespace(quick=False, refit_seeds="0,1,2,1"), [0, 1]) == (2,)
 
 
 def test_the_gpu_default_adds_the_48_px_resnet_and_air_fer_l_and_quick_trains_air_fer():

@@ -59,6 +59,18 @@ def test_the_graph_states_each_jobs_inputs():
     assert all(depth[a] < depth[k] for k, n in nodes.items() for a in n.after)
 
 
+def test_a_refit_only_seed_follows_its_seed_0_members_folds():
+    nodes = {n.key: n for n in full_graph(seeds=(0,), distill=None, refit_seeds=(0, 2))}
+    assert set(nodes["bn_cnn.s2 refit"].after) == {"bn_cnn fold 0", "bn_cnn fold 1", "bn_cnn fold 2"}
+    assert nodes["bn_cnn.s2 refit"].args[0] == (Job("bn_cnn", None, 2),) and "bn_cnn.s2 fold 0" not in nodes
+    assert {"bn_cnn refit", "baseline_cnn.s2 refit"} <= set(nodes["ensemble"].after)
+    assert nodes["ensemble"].args[0] == ("baseline_cnn", "bn_cnn")  # members: a refit-only seed joins its refit
+    one = graph.build(["bn_cnn"], [0], [0], Settings(budget=10), graph.Shape(1, one_call=True), refit=True,
+                      refit_seeds=(0, 1))
+    assert [n.args[0] for n in one if n.call is graph.train_node] == [
+        (Job("bn_cnn", 0), Job("bn_cnn", None), Job("bn_cnn", None, 1))]  # its refits after the folds
+
+
 def test_a_cpu_budget_is_one_call_and_a_gpu_budget_is_shared_by_cost():
     one = graph.build(["baseline_cnn", "bn_cnn"], [0], [0, 1], Settings(budget=10), graph.Shape(1, one_call=True))
     assert [len(n.args[0]) for n in one if n.call is graph.train_node] == [4]  # fit_budget shares the 10 minutes
