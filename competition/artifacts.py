@@ -449,6 +449,11 @@ def refit_epochs(member: str, k: int) -> tuple[int, list[int]]:
     return int(np.ceil(np.median(best))), best
 
 
+def folds_started(member: str, k: int) -> bool:
+    """Has the member a fold folder (started or finished)? Without one, its refit follows another's folds."""
+    return any(FoldFiles(member, f).dir.exists() for f in range(k))
+
+
 def refit_only_seeds(member: str, k: int) -> list[str]:
     """The other seeds of a seed-0 `member` that have a refit and no fold of their own (`--refit-seeds`): extra
     refits of `member`, their epochs planned from its folds (train_folds.FoldRun.plan_refit)."""
@@ -457,7 +462,7 @@ def refit_only_seeds(member: str, k: int) -> list[str]:
         return []
     seeds = [d.name for d in paths.folds_dir().iterdir() if d.is_dir() and d.name != member]
     return sorted((name for name in seeds if Member.parse(name).seed_base == me and FoldFiles(name, None).is_done()
-                   and not any(FoldFiles(name, f).dir.exists() for f in range(k))), key=lambda n: Member.parse(n).seed)
+                   and not folds_started(name, k)), key=lambda n: Member.parse(n).seed)
 
 
 def refits_of(member: str) -> list[str]:

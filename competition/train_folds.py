@@ -18,10 +18,10 @@ the epoch count is chosen on the folds, never on test labels; a refit whose fold
 refused, naming them. `--teacher` trains a student (member <model>.student) against soft targets: the teacher's
 OOF probabilities mixed with the labels (--teacher-weight); a student without folds of its own stops where
 its architecture's plain member was best; another seed's refit without folds of its own (a refit-only seed)
-follows its seed-0 member's folds, and the ensemble mixes it in with that member's refit. Killed at any moment and started again, a run resumes from its last
-checkpoint (state.pt, written at most every --checkpoint-every seconds and at the end). Every epoch's
-shuffling, augmentation and dropout are seeded from (seed, fold, epoch), so on CPU a resumed run ends with the
-same logits as an uninterrupted one.
+follows its seed-0 member's folds, and the ensemble mixes it in with that member's refit. Killed at any moment
+and started again, a run resumes from its last checkpoint (state.pt, written at most every --checkpoint-every
+seconds and at the end). Every epoch's shuffling, augmentation and dropout are seeded from (seed, fold, epoch), so
+on CPU a resumed run ends with the same logits as an uninterrupted one.
 
 This command trains its jobs one after the other in one process (`train`, a function with typed arguments:
 `Settings`). Spreading jobs over processes, GPUs and machines, in the order their inputs allow, is the job
@@ -214,7 +214,7 @@ class FoldRun:
         """The member whose folds a refit follows: its own; without folds of its own, a student's is the plain
         member of its seed, another seed's (a refit-only seed, `--refit-seeds`) its seed-0 member."""
         member = artifacts.Member(self.job.arch, self.job.seed, self.job.tag)
-        if any(FoldFiles(member.name, f).dir.exists() for f in range(self.k)):
+        if artifacts.folds_started(member.name, self.k):
             return member.name
         if member.tag:
             return artifacts.Member(member.arch, member.seed).name

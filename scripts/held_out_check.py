@@ -14,7 +14,7 @@ Each member trains through the harness's own path (train_folds.FoldRun: recipe, 
 resume) into folds/<model>.heldout[.s<seed>]/; its test logits are the held-out rows'. A finished member is
 read back, not trained again. Prints each member's held-out accuracy (with the recipe's TTA), then each group's:
 the mean of its members' probabilities, and by the ensemble's rule (`ensemble_rule`: the folds' mean logits, the
-refits' mean mixed in at blending.refit_share), which is how the real run combines the same members.
+refits' mean mixed in by blending.mix_refits), which is how the real run combines the same members.
 """
 import argparse
 import sys
@@ -26,7 +26,7 @@ from scipy.special import softmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from competition import artifacts  # noqa: E402
-from competition.blending import refit_share  # noqa: E402
+from competition.blending import mix_refits  # noqa: E402
 from competition.data import FerData, load_dataset  # noqa: E402
 from competition.device import pick_device, tune_for  # noqa: E402
 from competition.errors import SettingsError, run_command  # noqa: E402
@@ -112,13 +112,12 @@ def _main(argv=None) -> int:
 
 def ensemble_rule(members: list[str], logits: dict[str, np.ndarray]) -> np.ndarray:
     """The group as competition.ensemble combines one member: its folds' mean logits, its refits' mean mixed in
-    at blending.refit_share (with_refit; refit-only seeds are refits too, artifacts.refits_of)."""
+    by blending.mix_refits (with_refit's rule; refit-only seeds are refits too, artifacts.refits_of)."""
     folds = [logits[m] for m in members if not m.startswith("refit")]
     refits = [logits[m] for m in members if m.startswith("refit")]
     if not folds or not refits:
         return np.mean(folds or refits, axis=0)
-    share = refit_share(len(refits))
-    return (1 - share) * np.mean(folds, axis=0) + share * np.mean(refits, axis=0)
+    return mix_refits(np.mean(folds, axis=0), refits)[0]
 
 
 def main(argv=None) -> int:
