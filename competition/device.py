@@ -13,6 +13,7 @@ has native bf16 dot products (AVX512-BF16 or AMX: recent Xeons and EPYCs): measu
 elsewhere fp32, as before, since emulated bf16 is slower. Both stay deterministic, so a resumed CPU run ends
 bit-identical either way.
 """
+import functools
 from contextlib import nullcontext
 
 import torch
@@ -49,6 +50,16 @@ def pick_precision(device: torch.device, requested: str = "auto") -> str:
         return "bf16" if cpu_has_bf16() else "fp32"
     capability = torch.cuda.get_device_capability(device)
     return "bf16" if tuple(capability) >= BF16_CAPABILITY else "fp16"
+
+
+@functools.cache
+def newton_schulz_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of Muon's Newton-Schulz iterations on `device`: bf16 where the device's auto precision is bf16
+    (native bf16 matmuls), else fp32. timm's Muon always iterates in bf16, which a CPU without native bf16
+    emulates: on a 2-core AVX2 EPYC (no AVX-512) air_fer's seven weight matrices took 752 ms a step in bf16
+    against 51 ms in fp32, so Muon cost 0.75x the forward and backward pass instead of 0.05x
+    (docs/accuracy-per-minute.md). fp32 iterations are the more exact ones; only their speed differs."""
+    return torch.bfloat16 if pick_precision(device) == "bf16" else torch.float32
 
 
 def add_precision_arg(parser) -> None:

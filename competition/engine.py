@@ -12,6 +12,7 @@ On CUDA the step loop never waits for the GPU (airbench): the epoch's shuffle or
 loss and accuracy add up in device tensors that are read once at the end of the epoch, the optimizer is
 fused and the EMA a foreach lerp. So the host queues steps ahead of the GPU instead of waiting on each.
 """
+import functools
 import time
 from dataclasses import dataclass, replace
 
@@ -21,14 +22,14 @@ import torch
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2, param_groups_weight_decay
+from timm.optim import create_optimizer_v2, muon, param_groups_weight_decay
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 import models
 from competition.augment import normalize, tensor_augment
-from competition.device import autocast_for, grad_scaler, pick_precision
+from competition.device import autocast_for, grad_scaler, newton_schulz_dtype, pick_precision
 from competition.errors import SettingsError
 from competition.infer import infer
 from competition.recipes import Recipe, StepSettings, scaled
@@ -102,6 +103,19 @@ def net_from_best(saved: dict, device: torch.device) -> torch.nn.Module:
 
 
 # ---------------------------------------------------------------- the parts of a run
+
+_TIMM_NEWTON_SCHULZ = getattr(muon.zeropower_via_newtonschulz, "__wrapped__", muon.zeropower_via_newtonschulz)
+
+
+@functools.wraps(_TIMM_NEWTON_SCHULZ)
+def newton_schulz(G: torch.Tensor, *args, dtype: torch.dtype | None = None, **kwargs) -> torch.Tensor:
+    """timm's Newton-Schulz iterations in the dtype that is fast on G's device (newton_schulz_dtype), unless the
+    caller names one. timm's Muon calls it by its module's name, with no dtype, so it is set there once, below."""
+    return _TIMM_NEWTON_SCHULZ(G, *args, dtype=dtype or newton_schulz_dtype(G.device), **kwargs)
+
+
+muon.zeropower_via_newtonschulz = newton_schulz
+
 
 def build(model_name: str, recipe: Recipe, steps_per_epoch: int, device: torch.device,
           soft_targets: bool = False, sample=None, precision: str = "auto",

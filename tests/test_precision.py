@@ -42,6 +42,39 @@ def test_cpu_auto_is_bf16_only_where_native_and_unknown_precision_is_refused(mon
         dev.pick_precision(cpu, "fp8")
 
 
+@pytest.fixture
+def fresh_newton_schulz_dtype():
+    dev.newton_schulz_dtype.cache_clear()
+    yield
+    dev.newton_schulz_dtype.cache_clear()
+
+
+@pytest.mark.parametrize("native, expected", [(False, torch.float32), (True, torch.bfloat16)])
+def test_muons_newton_schulz_runs_in_bf16_only_where_bf16_is_native(monkeypatch, fresh_newton_schulz_dtype,
+                                                                     native, expected):
+    """timm's Muon, made by the harness's optimizer factory and stepped: its iterations take the CPU's dtype
+    (emulated bf16 made them 15x slower than fp32 on an AVX2 CPU), and the step still moves the weights."""
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: native)
+    seen, timm_iterations = [], engine._TIMM_NEWTON_SCHULZ
+    monkeypatch.setattr(engine, "_TIMM_NEWTON_SCHULZ",
+                        lambda G, *args, dtype, **kwargs: seen.append(dtype) or timm_iterations(G, *args, dtype=dtype,
+                                                                                                 **kwargs))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, bias=False), torch.nn.Flatten(), torch.nn.Linear(8, 7))
+    optimizer = engine.create_optimizer_v2(net, opt="muon", lr=0.02, weight_decay=0)
+    before = net[0].weight.detach().clone()
+    net(torch.randn(4, 1, 3, 3)).square().mean().backward()
+    optimizer.step()
+    assert seen and set(seen) == {expected}
+    assert torch.isfinite(net[0].weight).all() and not torch.equal(net[0].weight, before)
+
+
+@pytest.mark.parametrize("capability, expected", [((9, 0), torch.bfloat16), ((7, 5), torch.float32)])
+def test_newton_schulz_dtype_on_a_gpu_follows_its_precision(monkeypatch, fresh_newton_schulz_dtype,
+                                                            capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert dev.newton_schulz_dtype(CUDA) == expected
+
+
 def test_autocast_and_scaler_per_precision():
     cpu = torch.device("cpu")
     with dev.autocast_for(cpu, "fp32"):
