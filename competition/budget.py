@@ -209,12 +209,9 @@ def job_plans(todo: list, recipes: dict[str, Recipe], resident, fold_of_row, dev
               fixed: dict[str, int] | None = None, end: float | None = None) -> list[JobPlan]:
     """The plan of `todo` (train_folds.Job: folds and refits) from speeds measured here in a few batches: to
     end by `end` (time.monotonic(), counted after measuring), or at the recipes' epochs when None."""
-    sample = np.arange(min(len(fold_of_row), 4 * 512))
-    speeds = {n: measure(n, recipes[n], resident.train_rows(sample), resident.train_labels[sample], device, aug)
+    speeds = {n: measure_here(n, recipes[n], resident, fold_of_row, device, aug)
               for n in dict.fromkeys(j.arch for j in todo)}
-    val = int(np.bincount(fold_of_row).max())
-    rows = {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
-            "all": len(fold_of_row), "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
+    rows = row_counts(resident, fold_of_row)
     counts = {n: sum(1 for t in todo if t.arch == n and t.fold is not None) for n in speeds}
     refits = {n: sum(1 for t in todo if t.arch == n and t.fold is None) for n in speeds}
     views = {n: view_count(r.tta) for n, r in recipes.items()}
@@ -223,6 +220,29 @@ def job_plans(todo: list, recipes: dict[str, Recipe], resident, fold_of_row, dev
         return plan(float("inf"), counts, speeds, rows, views, epochs, refits=refits)
     return plan(end - time.monotonic(), counts, speeds, rows, views, epochs, fixed, by_cost=device.type == "cuda",
                 refits=refits)
+
+
+def measure_here(name: str, recipe: Recipe, resident, fold_of_row, device, aug: str) -> Speed:
+    """`measure` on the first Training rows as they are resident (train_folds.Resident)."""
+    sample = np.arange(min(len(fold_of_row), 4 * 512))
+    return measure(name, recipe, resident.train_rows(sample), resident.train_labels[sample], device, aug)
+
+
+def row_counts(resident, fold_of_row) -> dict[str, int]:
+    """`plan`'s rows: one fold's train, val and test rows, every Training row, and the clean-train-accuracy sample."""
+    val = int(np.bincount(fold_of_row).max())
+    return {"train": len(fold_of_row) - val, "val": val, "test": len(resident.test_images),
+            "all": len(fold_of_row), "train_sample": min(len(fold_of_row) - val, TRAIN_ACC_ROWS)}
+
+
+def planned_epochs(name: str, recipe: Recipe, minutes: float, folds: int, refits: int, resident, fold_of_row,
+                   device, aug: str) -> tuple[int, Speed]:
+    """The epochs a budget of `minutes` gives `folds` folds and `refits` refits of `name` alone here, and its
+    speed, measured and planned as fit_budget does (never more than the recipe's epochs)."""
+    speed = measure_here(name, recipe, resident, fold_of_row, device, aug)
+    plans = plan(minutes * 60, {name: folds}, {name: speed}, row_counts(resident, fold_of_row),
+                 {name: view_count(recipe.tta)}, {name: recipe.epochs}, refits={name: refits})
+    return plans[0].epochs, speed
 
 
 def print_estimate(mine: list, recipes: dict[str, Recipe], resident, fold_of_row, device,

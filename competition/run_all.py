@@ -43,6 +43,12 @@ QUICK_BUDGET = 30  # minutes: the newcomer's first run on a laptop-class CPU
 # of one fold (docs/accuracy-per-minute.md, "Three folds" and "A fold and its refit").
 # Two refits (seeds 0 and 1) beside fold 0 did not pay there: at equal minutes (9 epochs each) 67.15% against 67.75%.
 QUICK_FOLDS = "0"
+# Where the budget gives air_fer fewer epochs than this here (its folds and refits alike), --quick trains its
+# cheaper sibling air_fer_s (half its cost) for about twice the epochs: on a CPU without native bf16 (AVX2 only),
+# in the same 22 minutes, air_fer_s at 6 epochs scored 64.92% fold-0 OOF against 63.18% for air_fer at 3
+# (docs/accuracy-per-minute.md, "A CPU without native bf16"). Between 4 and the 16-19 epochs of the bf16 CPU's
+# 30-minute runs, air_fer is kept unmeasured.
+QUICK_MIN_EPOCHS = 4
 QUICK_REFIT_SEEDS = "0"
 AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-minute run) and start-ups
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
@@ -173,7 +179,6 @@ def _main(argv=None) -> int:
     args = p.parse_args(argv)
     models = architectures(args.models, args.device, args.quick)
     seeds = train_folds.parse_list(args.seeds, "--seeds") if args.seeds else [0]
-    members = [artifacts.Member(m, s).name for s in seeds for m in models]
     refit_seeds = refit_seeds_of(args, seeds)
     fold_list = args.folds or (QUICK_FOLDS if args.quick else "all")
     minutes = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else 0)
@@ -187,9 +192,14 @@ def _main(argv=None) -> int:
     if minutes and (args.distill or refit and cuda):
         raise SettingsError("--distill (and, on CUDA, --refit) train on every Training row with the folds' median "
                             "best epoch; they need all folds, so they don't combine with --quick/--budget there.")
-    settings = train_settings(args, minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60
-                              if minutes else None)
+    left = lambda: minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60 if minutes else None  # noqa: E731
+    settings = train_settings(args, left())
     folds, _ = train_folds.parse_folds(fold_list, artifacts.fold_count())
+    if args.quick and not args.models and minutes:  # a slow machine: a cheaper sibling with more epochs
+        models = [train_folds.affordable(m, settings, len(folds), 1 + len(refit_seeds), QUICK_MIN_EPOCHS)
+                  for m in models]
+        settings = train_settings(args, left())  # less the probe's seconds
+    members = [artifacts.Member(m, s).name for s in seeds for m in models]
     cpus = args.cpus_per_job or max(1, (os.cpu_count() or 1) // size)  # this machine's cores over the workers
     shape = graph.Shape(size, 1 / args.jobs_per_gpu if cuda else 0.0, cpus, bool(minutes) and not cuda)
     partial = fold_list != "all" or bool(args.stop_at)

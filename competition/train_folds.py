@@ -495,6 +495,36 @@ def train(jobs: list[Job], s: Settings, gpu: int = 0, node: str = "") -> list[di
     return done + skipped_at_stop(skipped)
 
 
+def affordable(arch: str, s: Settings, folds: int, refits: int, min_epochs: int) -> str:
+    """`arch`, or the first of its cheaper siblings (models.facts(...).cheaper) that the budget `s.budget` gives
+    `min_epochs` epochs on this machine (`folds` folds and `refits` refits each), by the budget's own probe and
+    plan; the cheapest when none is given as many. A recipe capped below min_epochs (--epochs) asks no more than
+    its cap. A sibling that has started folds in the work folder is the choice already made: a rerun resumes it."""
+    chain = [arch]
+    while models.facts(chain[-1]).cheaper:
+        chain.append(models.facts(chain[-1]).cheaper)
+    k = artifacts.fold_count()
+    started = [name for name in chain if artifacts.folds_started(name, k)]
+    if started or len(chain) == 1:
+        return (started or chain)[0]
+    device = pick_device(s.device)
+    torch.set_num_threads(s.threads or os.cpu_count() or 1)
+    data = load_dataset()
+    fold_of_row = load_folds(len(data.train_labels))
+    resident = Resident.place(data, device, s.aug)
+    for name in chain[:-1]:
+        recipe = get_recipe(s.recipe, name, dict(s.overrides), device.type)
+        epochs, speed = budget.planned_epochs(name, recipe, s.budget, folds, refits, resident, fold_of_row, device,
+                                              s.aug)
+        asked = min(min_epochs, recipe.epochs)
+        print(f"{name}: {speed.train_ips:.0f} training img/s here, so {epochs} epoch(s) in {s.budget:g} min"
+              + ("" if epochs >= asked else f": fewer than {asked}, so the cheaper {models.facts(name).cheaper}"),
+              flush=True)
+        if epochs >= asked:
+            return name
+    return chain[-1]
+
+
 def skipped_at_stop(jobs: list[Job]) -> list:
     if jobs:
         print(f"skipped at --stop-at: {', '.join(j.files.what for j in jobs)}", flush=True)

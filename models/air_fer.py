@@ -148,7 +148,7 @@ OVERRIDES = {'strong': AIRBENCH, 'quick': AIRBENCH}
 arch_facts = {
     'air_fer_s': ArchFacts(image_cost={'cpu': 2}, budget_share=0.8, recipe_overrides=OVERRIDES),
     'air_fer': ArchFacts(image_cost={'cpu': 4}, budget_share=0.8, recipe_overrides=OVERRIDES,
-                         default_on=('quick',)),
+                         default_on=('quick',), cheaper='air_fer_s'),
     'air_fer_l': ArchFacts(image_cost={'cpu': 7}, budget_share=0.8, recipe_overrides=OVERRIDES,
                            default_on=('cuda',)),
 }

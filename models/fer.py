@@ -38,3 +38,5 @@ class ArchFacts:
     recipe_overrides: dict = field(default_factory=dict)  # recipe name -> {knob: value} it departs with (recipes)
     study: tuple = ()  # the report's study row: (its name in the study, what it changes, what the study reported)
     default_on: tuple = ()  # runs where run_all trains it (and bench times it) unasked: "cpu", "cuda", "quick"
+    cheaper: str = ""  # a smaller sibling that run_all --quick trains instead where the budget gives this one too
+    # few epochs on the machine it runs on (a slow CPU): more epochs of a smaller net pay more there (run_all)

@@ -2,9 +2,11 @@
 import re
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from competition import folds, paths, run_all
+from competition import budget, folds, paths, run_all, train_folds
 from tests.conftest import kaggle_zip, synthetic_rows
 
 
@@ -83,3 +85,40 @@ def test_the_data_and_folds_stages_are_function_calls_and_a_bad_source_is_one_er
     assert run_all.main(["--quick", "--from", str(tmp_path / "none.zip")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "none.zip" in err[0]
+
+
+def test_quick_trains_the_cheaper_sibling_where_the_budget_gives_too_few_epochs(tmp_path, monkeypatch, capsys):
+    """air_fer's facts name air_fer_s as its cheaper sibling: where the budget's probe plans air_fer fewer than
+    QUICK_MIN_EPOCHS epochs (faked here: a slow machine), --quick trains air_fer_s instead, and a rerun resumes it
+    without probing again."""
+    probed = []
+
+    def slow_machine(name, recipe, minutes, folds, refits, *rest):
+        probed.append((name, folds, refits))
+        return (1 if name == "air_fer" else 9), budget.Speed(10.0, 20.0)
+    monkeypatch.setattr(budget, "planned_epochs", slow_machine)
+    source = kaggle_zip(tmp_path / "c.zip", *synthetic_rows(n_train=210), with_private_labels=False)
+    args = ["--quick", "--from", str(source), "--epochs", "2", "--k", "3"]
+    assert run_all.main(args) == 0
+    assert probed == [("air_fer", 1, 1)]  # fold 0 and its refit
+    assert "fewer than 2, so the cheaper air_fer_s" in capsys.readouterr().out  # --epochs 2 caps what it asks
+    assert (paths.fold_dir("air_fer_s", None) / "done.json").exists() and not paths.fold_dir("air_fer", 0).exists()
+    board = pd.read_csv(paths.submissions_dir() / "leaderboard.csv", keep_default_na=False)
+    assert board.loc[0, "models"] == "air_fer_s[refit 0.5]"
+    assert run_all.main(args) == 0 and probed == [("air_fer", 1, 1)]  # its folds are started: no probe
+
+
+@pytest.mark.parametrize("planned, overrides, expected", [(4, (), "air_fer"), (3, (), "air_fer_s"),
+                                                          (2, (("epochs", 2),), "air_fer")])
+def test_affordable_asks_min_epochs_or_the_recipes_cap(monkeypatch, planned, overrides, expected):
+    """air_fer while the budget gives it 4 epochs (or all its --epochs cap), else air_fer_s; a model with no
+    cheaper sibling is kept without a probe."""
+    monkeypatch.setattr(budget, "planned_epochs", lambda *args: (planned, budget.Speed(1.0, 1.0)))
+    monkeypatch.setattr(train_folds, "load_dataset", lambda: SimpleNamespace(train_labels=np.zeros(10, int)))
+    monkeypatch.setattr(train_folds, "load_folds", lambda n: np.zeros(n, int))
+    monkeypatch.setattr(train_folds.Resident, "place", lambda *args: None)
+    monkeypatch.setattr(train_folds.artifacts, "fold_count", lambda: 5)  # no work folder: nothing started
+    settings = train_folds.Settings(recipe="quick", overrides=overrides, device="cpu", budget=30.0)
+    assert train_folds.affordable("air_fer", settings, 1, 1, 4) == expected
+    monkeypatch.setattr(train_folds, "load_dataset", lambda: pytest.fail("probed a model with no cheaper sibling"))
+    assert train_folds.affordable("bn_cnn", settings, 1, 1, 4) == "bn_cnn"
