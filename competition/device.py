@@ -11,7 +11,8 @@ range needs the loss scaled). fp32 by flag (--precision fp32). On the CPU, auto 
 has native bf16 dot products (AVX512-BF16 or AMX: recent Xeons and EPYCs): measured on this project's 2-core EPYC,
 1.9x the training images/s of fp32 for air_fer_s at the same fold-0 accuracy (docs/accuracy-per-minute.md);
 elsewhere fp32, as before, since emulated bf16 is slower. Both stay deterministic, so a resumed CPU run ends
-bit-identical either way.
+bit-identical either way. The same rule sets the dtype of Muon's Newton-Schulz iterations (newton_schulz_dtype):
+timm iterates in bf16 always, 15x slower than fp32 on a CPU that emulates it.
 """
 import functools
 from contextlib import nullcontext

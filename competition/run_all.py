@@ -192,7 +192,8 @@ def _main(argv=None) -> int:
     if minutes and (args.distill or refit and cuda):
         raise SettingsError("--distill (and, on CUDA, --refit) train on every Training row with the folds' median "
                             "best epoch; they need all folds, so they don't combine with --quick/--budget there.")
-    left = lambda: minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60 if minutes else None  # noqa: E731
+    def left() -> float | None:  # the budget's minutes left for training
+        return minutes - (time.perf_counter() - start) / 60 - AFTER_TRAINING_S / 60 if minutes else None
     settings = train_settings(args, left())
     folds, _ = train_folds.parse_folds(fold_list, artifacts.fold_count())
     if args.quick and not args.models and minutes:  # a slow machine: a cheaper sibling with more epochs
