@@ -2,6 +2,7 @@
 
     ./run.sh all --from <competition zip>                              # strong recipe, 5 folds (GPU-sized)
     ./run.sh all --quick --from <zip>                                  # fold 0 + a refit, sized to end in 30 min
+                                                                       # (air_fer, or air_fer_s on a slow machine)
     ./run.sh all --quick --budget 60 --from <zip>                      # the same, sized to an hour
     ./run.sh all --device cuda          # the study's three + resnet_cbam48, 5 folds; 4 jobs share each GPU
     ./run.sh all --device cuda --seeds 0,1,2 --refit --distill bn_cnn   # more members, then one student
@@ -131,7 +132,8 @@ def _main(argv=None) -> int:
     p.add_argument("--from", dest="source", type=Path, help="import these competition files instead of downloading")
     p.add_argument("--quick", action="store_true",
                    help=f"fold {QUICK_FOLDS} and a refit on every Training row, quick recipe, tensor augmentation, "
-                        "one process, epochs sized to --budget (30 min)")
+                        f"one process, epochs sized to --budget (30 min); without --models, a model's cheaper "
+                        f"sibling where the budget gives it fewer than {QUICK_MIN_EPOCHS} epochs here")
     p.add_argument("--budget", type=float, default=None, metavar="MINUTES",
                    help="the whole job ends within this many minutes (default: 30 with --quick, none otherwise)")
     p.add_argument("--models", default=None,
