@@ -9,6 +9,11 @@ Three recipes:
   quick   the strong recipe with one warm-up epoch, for `./run.sh all --quick`: fold 0 and a refit, each model's
           epochs (at most `epochs`) sized by competition.budget to end within the run's --budget minutes.
 
+Short schedules get light augmentation. A model's facts may say `light_below` (air_fer's: 10 epochs): a schedule
+of fewer epochs (the budget's plan, --epochs, or the recipe's) trains with flips and translation only (LIGHT),
+since a short one underfits and rotation, zoom, brightness, contrast and erasing then cost it accuracy; a longer
+one overfits without them. The knobs the user sets with --set keep their values.
+
 Batch size and the rule that goes with it. `lr`, `warmup_epochs` and `ema_decay` are stated for
 `base_batch` (128) images per step. `batch_size` 0 means "by device": 128 on CPU, `GPU_BATCH` on CUDA, where
 128 leaves most of the GPU idle. At any other batch B the step uses (`scaled`):
@@ -91,17 +96,29 @@ STRONG = Recipe()
 QUICK = replace(STRONG, name="quick", warmup_epochs=1)
 
 RECIPES = {"study": STUDY, "strong": STRONG, "quick": QUICK}
+LIGHT = dict(rotate=0.0, scale=0.0, brightness=0.0, contrast=0.0, erase=0.0)  # airbench's: flips and translation
 
 
-def get_recipe(name: str, model: str, overrides: dict | None = None, device_type: str = "cpu") -> Recipe:
-    """The named recipe for a model, with the model's departures, the user's overrides and a concrete batch."""
+def get_recipe(name: str, model: str, overrides: dict | None = None, device_type: str = "cpu",
+               epochs: int = 0) -> Recipe:
+    """The named recipe for a model, with the model's departures, the user's overrides and a concrete batch.
+    `epochs`: the schedule a --budget planned (else the recipe's, or --epochs'). Under the model's `light_below`
+    epochs the augmentation is LIGHT, except for the knobs the user set."""
     if name not in RECIPES:
         raise SettingsError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    overrides = overrides or {}
     recipe = replace(RECIPES[name], **models.facts(model).recipe_overrides.get(name, {}))  # its file's departures
-    recipe = replace(recipe, **(overrides or {}))
+    recipe = replace(recipe, **{**overrides, **({"epochs": epochs} if epochs else {})})
+    if is_light(model, recipe):
+        recipe = replace(recipe, **{**LIGHT, **{k: v for k, v in overrides.items() if k in LIGHT}})
     if recipe.batch_size <= 0:
         recipe = replace(recipe, batch_size=GPU_BATCH if device_type == "cuda" else recipe.base_batch)
     return recipe
+
+
+def is_light(model: str, recipe: Recipe) -> bool:
+    """Is the recipe's schedule short enough for `model`'s light augmentation (its facts' `light_below`)?"""
+    return recipe.epochs < models.facts(model).light_below
 
 
 def scaled(recipe: Recipe) -> StepSettings:

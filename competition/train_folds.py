@@ -54,7 +54,7 @@ from competition.engine import BatchSource, build, create_model, evaluate, make_
 from competition.errors import OldSpelling, SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
-from competition.recipes import RECIPES, Recipe, get_recipe, parse_overrides, scaled
+from competition.recipes import RECIPES, Recipe, get_recipe, is_light, parse_overrides, scaled
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -475,9 +475,13 @@ def train(jobs: list[Job], s: Settings, gpu: int = 0, node: str = "") -> list[di
     resident = Resident.place(data, device, s.aug)
     slots, caps = [None] * len(jobs), {n: r.epochs for n, r in recipes.items()}
     if s.budget > 0:
-        recipes, slots = budget.fit_budget(s.budget, jobs, recipes, resident, fold_of_row, device, s.aug)
+        sized, slots = budget.fit_budget(s.budget, jobs, recipes, resident, fold_of_row, device, s.aug)
+        recipes = {n: get_recipe(s.recipe, n, dict(s.overrides), device.type, r.epochs) for n, r in sized.items()}
     elif s.estimate:
         budget.print_estimate(jobs, recipes, resident, fold_of_row, device, s.aug)
+    for name in [n for n, r in recipes.items() if is_light(n, r)]:
+        print(f"{name}: {recipes[name].epochs} epochs, fewer than its {models.facts(name).light_below}: light "
+              f"augmentation (flips and translation; recipes.LIGHT)", flush=True)
     context = RunContext(resident, fold_of_row, device, s.aug, precision, provenance, teacher, stop_at,
                          s.checkpoint_every, s.compile, node, sys.stderr.isatty())
     start, skipped, done = time.perf_counter(), [], []

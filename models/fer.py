@@ -4,8 +4,8 @@ out, how pixels are scaled), and the shape of each architecture's own facts (`Ar
 Every model file's default cfg comes from `fer_cfg()`, and the augmentation normalises with MEAN/STD, so
 the two can't disagree. Beside its `default_cfgs`, a model file may give `arch_facts`, one `ArchFacts` per
 name it registers: what it costs, how a budget shares minutes with it, its recipe departures, the study's figures
-for it, and whether it is trained by default. `models.facts(name)` looks them up, with the defaults for any
-other name (a timm architecture).
+for it, whether it is trained by default, and under how many epochs its augmentation is light.
+`models.facts(name)` looks them up, with the defaults for any other name (a timm architecture).
 
     from models.fer import ArchFacts, fer_cfg
     default_cfgs = generate_default_cfgs({'my_net': fer_cfg(first_conv='stem.0', classifier='head.fc')})
@@ -40,3 +40,5 @@ class ArchFacts:
     default_on: tuple = ()  # runs where run_all trains it (and bench times it) unasked: "cpu", "cuda", "quick"
     cheaper: str = ""  # a smaller sibling that run_all --quick trains instead where the budget gives this one too
     # few epochs on the machine it runs on (a slow CPU): more epochs of a smaller net pay more there (run_all)
+    light_below: int = 0  # a schedule of fewer epochs trains with light augmentation, flips and translation only
+    # (recipes.LIGHT): short ones underfit, and the rest of the augmentation costs them accuracy; 0 = never (recipes)

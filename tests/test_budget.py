@@ -230,3 +230,20 @@ def test_an_interrupted_refit_resumes(prepared, capsys, monkeypatch):
     monkeypatch.setattr(train_folds.FoldRun, "one_epoch", one_epoch)
     done = train_folds.FoldRun(job, replace(recipe, epochs=3), context, slot).run()
     assert "resuming after epoch 1" in capsys.readouterr().out and done.epochs_run == done.best_epoch == 3
+
+
+def test_a_budget_plan_under_light_below_trains_with_the_light_augmentation(prepared, capsys, monkeypatch):
+    """The recipe is made again for the epochs the budget planned: air_fer_s at 3 epochs (under its
+    light_below) trains with flips and translation only, says so, and its config.json records it; baseline_cnn
+    (no light_below) keeps its augmentation in the same run."""
+    def plan_three(minutes, jobs, recipes, *rest):
+        return {n: replace(r, epochs=3) for n, r in recipes.items()}, [None] * len(jobs)
+    monkeypatch.setattr(budget, "fit_budget", plan_three)
+    assert train_folds.main(["--model", "air_fer_s,baseline_cnn", "--folds", "0", "--budget", "5",
+                             "--recipe", "quick", "--set", "batch_size=16", "--set", "erase=0.5"]) == 0
+    assert "air_fer_s: 3 epochs, fewer than its 10: light augmentation" in capsys.readouterr().out
+    light = json.loads((paths.fold_dir("air_fer_s", 0) / "config.json").read_text())["settings"]
+    strong = json.loads((paths.fold_dir("baseline_cnn", 0) / "config.json").read_text())["settings"]
+    assert light["epochs"] == 3 and light["rotate"] == light["scale"] == light["brightness"] == 0
+    assert light["erase"] == strong["erase"] == 0.5  # the --set knob kept
+    assert strong["epochs"] == 3 and strong["rotate"] == 10 and strong["brightness"] == 0.2
