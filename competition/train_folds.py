@@ -54,7 +54,7 @@ from competition.engine import BatchSource, build, create_model, evaluate, make_
 from competition.errors import OldSpelling, SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
-from competition.recipes import RECIPES, Recipe, get_recipe, is_light, parse_overrides, scaled
+from competition.recipes import LIGHT, RECIPES, Recipe, get_recipe, is_light, parse_overrides, scaled
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -479,9 +479,7 @@ def train(jobs: list[Job], s: Settings, gpu: int = 0, node: str = "") -> list[di
         recipes = {n: get_recipe(s.recipe, n, dict(s.overrides), device.type, r.epochs) for n, r in sized.items()}
     elif s.estimate:
         budget.print_estimate(jobs, recipes, resident, fold_of_row, device, s.aug)
-    for name in [n for n, r in recipes.items() if is_light(n, r)]:
-        print(f"{name}: {recipes[name].epochs} epochs, fewer than its {models.facts(name).light_below}: light "
-              f"augmentation (flips and translation; recipes.LIGHT)", flush=True)
+    print_light(recipes, dict(s.overrides))
     context = RunContext(resident, fold_of_row, device, s.aug, precision, provenance, teacher, stop_at,
                          s.checkpoint_every, s.compile, node, sys.stderr.isatty())
     start, skipped, done = time.perf_counter(), [], []
@@ -527,6 +525,15 @@ def affordable(arch: str, s: Settings, folds: int, refits: int, min_epochs: int)
         if epochs >= asked:
             return name
     return chain[-1]
+
+
+def print_light(recipes: dict[str, Recipe], overrides: dict) -> None:
+    """Say which models' short schedules get the light augmentation (recipes.get_recipe), and which knobs it
+    turned off: none where --set chose them all."""
+    off = [k for k in LIGHT if k not in overrides]
+    for name in [n for n, r in recipes.items() if is_light(n, r) and off]:
+        print(f"{name}: {recipes[name].epochs} epochs, fewer than its {models.facts(name).light_below}: light "
+              f"augmentation ({', '.join(off)} off; flips and translation stay)", flush=True)
 
 
 def skipped_at_stop(jobs: list[Job]) -> list:

@@ -12,7 +12,7 @@ import torch
 
 from competition import budget, engine, folds, paths, train_folds
 from competition.data import load_dataset
-from competition.recipes import get_recipe
+from competition.recipes import LIGHT, get_recipe
 from tests.fake_runs import make_dataset
 
 ROWS = {"train": 18_000, "val": 4_600, "test": 7_178, "all": 22_600, "train_sample": 4_096}
@@ -241,9 +241,12 @@ def test_a_budget_plan_under_light_below_trains_with_the_light_augmentation(prep
     monkeypatch.setattr(budget, "fit_budget", plan_three)
     assert train_folds.main(["--model", "air_fer_s,baseline_cnn", "--folds", "0", "--budget", "5",
                              "--recipe", "quick", "--set", "batch_size=16", "--set", "erase=0.5"]) == 0
-    assert "air_fer_s: 3 epochs, fewer than its 10: light augmentation" in capsys.readouterr().out
+    assert ("air_fer_s: 3 epochs, fewer than its 10: light augmentation (rotate, scale, brightness, contrast off;"
+            in capsys.readouterr().out)  # erase: the user's
     light = json.loads((paths.fold_dir("air_fer_s", 0) / "config.json").read_text())["settings"]
     strong = json.loads((paths.fold_dir("baseline_cnn", 0) / "config.json").read_text())["settings"]
     assert light["epochs"] == 3 and light["rotate"] == light["scale"] == light["brightness"] == 0
     assert light["erase"] == strong["erase"] == 0.5  # the --set knob kept
     assert strong["epochs"] == 3 and strong["rotate"] == 10 and strong["brightness"] == 0.2
+    train_folds.print_light({"air_fer_s": get_recipe("quick", "air_fer_s", {"epochs": 3})}, dict.fromkeys(LIGHT, 0.1))
+    assert capsys.readouterr().out == ""  # --set chose every knob: nothing was made light, nothing said
