@@ -9,7 +9,7 @@ Three recipes:
   quick   the strong recipe with one warm-up epoch, for `./run.sh all --quick`: fold 0 and a refit, each model's
           epochs (at most `epochs`) sized by competition.budget to end within the run's --budget minutes.
 
-Short schedules get light augmentation. A model's facts may say `light_below` (air_fer's: 10 epochs): a schedule
+Short schedules get light augmentation. A model's facts may say `light_below` (air_fer's: 9 epochs): a schedule
 of fewer epochs (the budget's plan, --epochs, or the recipe's) trains with flips and translation only (LIGHT),
 since a short one underfits and rotation, zoom, brightness, contrast and erasing then cost it accuracy; a longer
 one overfits without them. The knobs the user sets with --set keep their values.

@@ -241,7 +241,7 @@ def test_a_budget_plan_under_light_below_trains_with_the_light_augmentation(prep
     monkeypatch.setattr(budget, "fit_budget", plan_three)
     assert train_folds.main(["--model", "air_fer_s,baseline_cnn", "--folds", "0", "--budget", "5",
                              "--recipe", "quick", "--set", "batch_size=16", "--set", "erase=0.5"]) == 0
-    assert ("air_fer_s: 3 epochs, fewer than its 10: light augmentation (rotate, scale, brightness, contrast off;"
+    assert ("air_fer_s: 3 epochs, fewer than its 9: light augmentation (rotate, scale, brightness, contrast off;"
             in capsys.readouterr().out)  # erase: the user's
     light = json.loads((paths.fold_dir("air_fer_s", 0) / "config.json").read_text())["settings"]
     strong = json.loads((paths.fold_dir("baseline_cnn", 0) / "config.json").read_text())["settings"]
