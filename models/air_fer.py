@@ -140,9 +140,10 @@ default_cfgs = generate_default_cfgs({
 # SGD at 8 epochs; the whitened first conv (neutral at 8 epochs, ahead in the first ones); alternating flips;
 # label smoothing 0.2; translation by 2 px. The strong recipe's augmentation (rotation, zoom, brightness,
 # contrast, erasing) from 9 epochs on, airbench's light one below (LIGHT_BELOW): light was +0.8 at 6 epochs
-# (air_fer_s, Muon, two seeds) and +0.7 at 8 (air_fer_s, SGD), strong +0.3 at 9 (air_fer_s, Muon) and +0.4 at 11
-# (air_fer, Muon, three seeds each), and over a 35-epoch budget light overfit (fold-0 validation flat at 66% from epoch 9 while training accuracy
-# passed 86%). Measured not to pay, so off: the identity (dirac) init and the EMA of the weights.
+# (air_fer_s, Muon, two seeds) and +0.7 at 8 (air_fer_s, SGD), level at 9 (air_fer_s, Muon, two seeds), strong
+# +0.4 at 11 (air_fer, Muon, three seeds each), and over a 35-epoch budget light overfit (fold-0 validation flat
+# at 66% from epoch 9 while training accuracy passed 86%). Measured not to pay, so off: the identity (dirac)
+# init and the EMA of the weights.
 AIRBENCH = dict(opt='muon', lr=0.02, momentum=0.95, weight_decay=0.0, label_smoothing=0.2, ema_decay=0.0,
                 whiten=True, dirac=False, alt_flip=True, pad=2)
 OVERRIDES = {'strong': AIRBENCH, 'quick': AIRBENCH}
