@@ -109,8 +109,7 @@ def get_recipe(name: str, model: str, overrides: dict | None = None, device_type
     overrides = overrides or {}
     recipe = replace(RECIPES[name], **models.facts(model).recipe_overrides.get(name, {}))  # its file's departures
     recipe = replace(recipe, **{**overrides, **({"epochs": epochs} if epochs else {})})
-    if is_light(model, recipe):
-        recipe = replace(recipe, **{**LIGHT, **{k: v for k, v in overrides.items() if k in LIGHT}})
+    recipe = replace(recipe, **{k: LIGHT[k] for k in light_off(model, recipe, overrides)})
     if recipe.batch_size <= 0:
         recipe = replace(recipe, batch_size=GPU_BATCH if device_type == "cuda" else recipe.base_batch)
     return recipe
@@ -119,6 +118,12 @@ def get_recipe(name: str, model: str, overrides: dict | None = None, device_type
 def is_light(model: str, recipe: Recipe) -> bool:
     """Is the recipe's schedule short enough for `model`'s light augmentation (its facts' `light_below`)?"""
     return recipe.epochs < models.facts(model).light_below
+
+
+def light_off(model: str, recipe: Recipe, overrides: dict) -> list[str]:
+    """The augmentation knobs the light augmentation turns off for `model`'s schedule: LIGHT's, less those the user
+    set (`overrides`); none where the schedule is not short (is_light)."""
+    return [k for k in LIGHT if k not in overrides] if is_light(model, recipe) else []
 
 
 def scaled(recipe: Recipe) -> StepSettings:

@@ -54,7 +54,7 @@ from competition.engine import BatchSource, build, create_model, evaluate, make_
 from competition.errors import OldSpelling, SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
-from competition.recipes import LIGHT, RECIPES, Recipe, get_recipe, is_light, parse_overrides, scaled
+from competition.recipes import RECIPES, Recipe, get_recipe, light_off, parse_overrides, scaled
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -530,10 +530,11 @@ def affordable(arch: str, s: Settings, folds: int, refits: int, min_epochs: int)
 def print_light(recipes: dict[str, Recipe], overrides: dict) -> None:
     """Say which models' short schedules get the light augmentation (recipes.get_recipe), and which knobs it
     turned off: none where --set chose them all."""
-    off = [k for k in LIGHT if k not in overrides]
-    for name in [n for n, r in recipes.items() if is_light(n, r) and off]:
-        print(f"{name}: {recipes[name].epochs} epochs, fewer than its {models.facts(name).light_below}: light "
-              f"augmentation ({', '.join(off)} off; flips and translation stay)", flush=True)
+    for name, recipe in recipes.items():
+        off = light_off(name, recipe, overrides)
+        if off:
+            print(f"{name}: {recipe.epochs} epochs, fewer than its {models.facts(name).light_below}: light "
+                  f"augmentation ({', '.join(off)} off; flips and translation stay)", flush=True)
 
 
 def skipped_at_stop(jobs: list[Job]) -> list:
