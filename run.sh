@@ -8,7 +8,7 @@
 #   ./run.sh report [...]                       reports/<name>/report.md
 #   ./run.sh bench [...]                        images/s: harness vs a plain PyTorch loop
 #   ./run.sh all [--quick] [--from PATH]        download, folds, three models, ensemble, report
-#   ./run.sh test [pytest args]                 the test suite (installs requirements-ray.txt for the Ray tests)
+#   ./run.sh test [pytest args]                 the test suite, a worker per core (installs requirements-ray.txt for Ray)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,6 +40,7 @@ case "$cmd" in
         echo "warning: requirements-ray.txt did not install: the Ray runner's tests will skip" >&2
       fi
     fi
-    exec "$PY" -m pytest -q "$@" tests ;;
+    # one pytest worker per core (pytest-xdist); a -n of yours comes later and wins: ./run.sh test -n 0
+    exec "$PY" -m pytest -q -n auto "$@" tests ;;
   *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; [ "$cmd" = help ] || exit 2 ;;
 esac
