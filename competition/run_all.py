@@ -45,11 +45,11 @@ QUICK_BUDGET = 30  # minutes: the newcomer's first run on a laptop-class CPU
 # Two refits (seeds 0 and 1) beside fold 0 did not pay there: at equal minutes (9 epochs each) 67.15% against 67.75%.
 QUICK_FOLDS = "0"
 # Where the budget gives air_fer fewer epochs than this here (its folds and refits alike), --quick trains its
-# cheaper sibling air_fer_s (half its cost) for about twice the epochs: on a CPU without native bf16 (AVX2 only),
-# in the same 22 minutes, air_fer_s at 6 epochs scored 64.92% fold-0 OOF against 63.18% for air_fer at 3
-# (docs/accuracy-per-minute.md, "A CPU without native bf16"). Between 4 and the 16-19 epochs of the bf16 CPU's
-# 30-minute runs, air_fer is kept unmeasured.
-QUICK_MIN_EPOCHS = 4
+# cheaper sibling air_fer_s (half its cost) for about twice the epochs. On a CPU without native bf16 (AVX2 only),
+# fold-0 OOF at equal minutes: air_fer_s 64.92% at 6 epochs against air_fer 63.18% at 3; 66.82% at 8 against
+# 65.55% at 4; level at 12 against 6 (66.78% against 66.97%). So air_fer from 6 epochs on (docs/accuracy-per-minute.md,
+# "A CPU without native bf16"); above 6 (the bf16 CPU's 30-minute runs give it 16-19) it is kept unmeasured.
+QUICK_MIN_EPOCHS = 6
 QUICK_REFIT_SEEDS = "0"
 AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-minute run) and start-ups
 JOBS_PER_GPU = 4  # processes sharing one GPU (measured by the host: 4 kept an H200 98-100% busy)
