@@ -216,9 +216,9 @@ class BatchSource:
             return torch.where(torch.from_numpy(flip).to(x.device)[:, None, None], x.flip(-1), x)
         return np.where(flip[:, None, None], x[..., ::-1], x)
 
-    def epoch(self, seed: int, epoch: int = 0, side: int = IMAGE_SIZE):
-        """Yield (x normalised float, y) for one epoch, x resized to side x side (progressive resizing); on the
-        tensor path no step copies from the host (with alt_flip, one small mask per step)."""
+    def epoch(self, seed: int, epoch: int = 0):
+        """Yield (x normalised float, y) for one epoch; on the tensor path no step copies from the host
+        (with alt_flip, one small mask per step)."""
         order = np.random.default_rng(seed).permutation(len(self.labels))
         gen = torch.Generator(device=self.device).manual_seed(seed)
         if self.albu:
@@ -232,29 +232,20 @@ class BatchSource:
                 rows = self.mirrored(rows, host_idx, epoch)
             x = self.albu(np.ascontiguousarray(rows)).to(self.device, non_blocking=True) if self.albu else \
                 tensor_augment(rows, self.recipe, gen)
-            yield resized(normalize(x), side), self.labels[idx]
-
-
-def resized(x: torch.Tensor, side: int) -> torch.Tensor:
-    """A normalised batch at side x side px (antialiased bilinear); the batch itself at its own side."""
-    if x.shape[-1] == side:
-        return x
-    x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-    return x.contiguous(memory_format=torch.channels_last)
+            yield normalize(x), self.labels[idx]
 
 
 # ---------------------------------------------------------------- training and evaluation
 
 def train_one_epoch(parts: TrainParts, source: BatchSource, seed: int, start_step: int = 0,
-                    desc: str = "train", progress: bool = True, side: int = IMAGE_SIZE) -> EpochStats:
-    """One pass over the source's batches at side x side px; the only host sync is reading the sums after the
-    last step."""
+                    desc: str = "train", progress: bool = True) -> EpochStats:
+    """One pass over the source's batches; the only host sync is reading the sums after the last step."""
     model = parts.model
     model.train()
     loss_sum = torch.zeros((), device=source.device)
     correct = torch.zeros((), dtype=torch.long, device=source.device)
     step, start = start_step, time.perf_counter()
-    batches = source.epoch(seed, start_step // max(source.steps, 1), side)  # the epoch's number, for alt_flip
+    batches = source.epoch(seed, start_step // max(source.steps, 1))  # the epoch's number, for alt_flip
     for x, y in tqdm(batches, total=source.steps, desc=desc, leave=False, disable=not progress,
                      unit="batch"):
         x, targets = parts.mixup(x, y) if parts.mixup is not None else (x, y)

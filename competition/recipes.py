@@ -35,7 +35,6 @@ from dataclasses import dataclass, fields, replace
 
 import models
 from competition.errors import SettingsError, quote
-from models.fer import IMAGE_SIZE
 
 GPU_BATCH = 512  # bare-step img/s on an H200 grows 3-4x from 128 to 512 for our models (measured on an H200)
 
@@ -73,8 +72,6 @@ class Recipe:
     brightness: float = 0.2  # random brightness/contrast change, p=0.5; 0 = off
     contrast: float = 0.2
     erase: float = 0.25  # probability of erasing one 8..16 px rectangle (random erasing); 0 = off
-    low_res: int = 0  # side, px, of the training images in the schedule's first epochs (progressive resizing); 0 = off
-    low_res_share: float = 0.5  # the share of the schedule's epochs (rounded down) trained at low_res
     alt_flip: bool = False  # mirror each image on alternate epochs (a fixed random half first) instead of at random
     tta: int = 1  # test-time views: 0 image, 1 + mirror, 2 + shifts of 2 px (10 views), 3 ten-crop of 44 px (10)
     # net preparation and per-group learning rates (airbench's ingredients; nets without the hooks ignore them)
@@ -127,12 +124,6 @@ def light_off(model: str, recipe: Recipe, overrides: dict) -> list[str]:
     """The augmentation knobs the light augmentation turns off for `model`'s schedule: LIGHT's, less those the user
     set (`overrides`); none where the schedule is not short (is_light)."""
     return [k for k in LIGHT if k not in overrides] if is_light(model, recipe) else []
-
-
-def epoch_side(recipe: Recipe, epoch: int, planned: int) -> int:
-    """The side, px, of the training images in `epoch` (1-based) of a schedule of `planned` epochs: low_res in the
-    first low_res_share of them, the full 48 after (progressive resizing)."""
-    return recipe.low_res if recipe.low_res and epoch <= int(recipe.low_res_share * planned) else IMAGE_SIZE
 
 
 def scaled(recipe: Recipe) -> StepSettings:

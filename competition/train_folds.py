@@ -54,7 +54,7 @@ from competition.engine import BatchSource, build, create_model, evaluate, make_
 from competition.errors import OldSpelling, SettingsError, run_command
 from competition.folds import load_folds
 from competition.infer import infer
-from competition.recipes import RECIPES, Recipe, epoch_side, get_recipe, light_off, parse_overrides, scaled
+from competition.recipes import RECIPES, Recipe, get_recipe, light_off, parse_overrides, scaled
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -264,8 +264,7 @@ class FoldRun:
         torch.manual_seed(seed)  # dropout
         np.random.seed(seed)  # timm's Mixup draws from numpy
         stats = train_one_epoch(parts, self.source, seed, start_step=(epoch - 1) * self.source.steps,
-                                desc=f"{self.files.what} e{epoch}/{p.planned_epochs}", progress=self.show_progress,
-                                side=epoch_side(r, epoch, p.planned_epochs))
+                                desc=f"{self.files.what} e{epoch}/{p.planned_epochs}", progress=self.show_progress)
         parts.scheduler.step(epoch)
         val_loss, val_acc = (evaluate(parts.judged, self.val_images, self.val_labels, self.device)
                              if not self.refit else (float("nan"), float("nan")))  # a refit has nothing held out
