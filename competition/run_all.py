@@ -47,8 +47,9 @@ QUICK_FOLDS = "0"
 # Where the budget gives air_fer fewer epochs than this here (its folds and refits alike), --quick trains its
 # cheaper sibling air_fer_s (half its cost) for about twice the epochs. On a CPU without native bf16 (AVX2 only),
 # fold-0 OOF at equal minutes: air_fer_s 64.92% at 6 epochs against air_fer 63.18% at 3; 66.82% at 8 against
-# 65.55% at 4; level at 12 against 6 (66.78% against 66.97%). So air_fer from 6 epochs on (docs/accuracy-per-minute.md,
-# "A CPU without native bf16"); above 6 (the bf16 CPU's 30-minute runs give it 16-19) it is kept unmeasured.
+# 65.55% at 4; level at 12 against 6 (two seeds: means 67.05% against 66.67%, within noise). So air_fer from 6 epochs
+# on (docs/accuracy-per-minute.md, "A CPU without native bf16"); above 6 (the bf16 CPU's 30-minute runs give it 16-19)
+# it is kept unmeasured.
 QUICK_MIN_EPOCHS = 6
 QUICK_REFIT_SEEDS = "0"
 AFTER_TRAINING_S = 60  # kept back for the ensemble and report (6 s in the 30-minute run) and start-ups
