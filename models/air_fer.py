@@ -64,13 +64,12 @@ class AirFer(nn.Module):
             head_scale: float = 1 / 9,  # logits = scale x Linear(features): airbench's small start
             global_pool: str = 'max',  # 'max' over the 5x5 map, or '' for no head (forward gives the map)
             img_size=48,  # timm passes it; the global pool takes any size
-            stem_stride: int = 1,
     ):
         super().__init__()
         self.num_classes, self.drop_rate, self.head_scale = num_classes, drop_rate, head_scale
         self.global_pool = global_pool
         whiten_chs = 2 * in_chans * WHITEN_KERNEL ** 2
-        self.whiten = nn.Conv2d(in_chans, whiten_chs, WHITEN_KERNEL, stride=stem_stride, bias=True)
+        self.whiten = nn.Conv2d(in_chans, whiten_chs, WHITEN_KERNEL, bias=True)
         self.whiten_act = nn.GELU()
         chs = (whiten_chs,) + tuple(widths)
         self.stages = nn.Sequential(*[ConvGroup(chs[i], chs[i + 1]) for i in range(len(widths))])
@@ -134,9 +133,6 @@ default_cfgs = generate_default_cfgs({
     'air_fer': fer_cfg(first_conv='whiten', classifier='fc', pool_size=(5, 5)),
     'air_fer_s': fer_cfg(first_conv='whiten', classifier='fc', pool_size=(5, 5)),
     'air_fer_l': fer_cfg(first_conv='whiten', classifier='fc', pool_size=(5, 5)),
-    'air2': fer_cfg(first_conv='whiten', classifier='fc', pool_size=(3, 3)),
-    'air2_s': fer_cfg(first_conv='whiten', classifier='fc', pool_size=(3, 3)),
-    'air2_l': fer_cfg(first_conv='whiten', classifier='fc', pool_size=(3, 3)),
 })
 
 # The recipe that goes with it, kept ingredient by ingredient on fold-0 ablations on the CPU
@@ -159,9 +155,6 @@ arch_facts = {
                          default_on=('quick',), cheaper='air_fer_s', light_below=LIGHT_BELOW),
     'air_fer_l': ArchFacts(image_cost={'cpu': 7}, budget_share=0.8, recipe_overrides=OVERRIDES,
                            default_on=('cuda',), light_below=LIGHT_BELOW),
-    'air2': ArchFacts(image_cost={'cpu': 2}, budget_share=0.8, recipe_overrides=OVERRIDES, light_below=LIGHT_BELOW),
-    'air2_s': ArchFacts(image_cost={'cpu': 1}, budget_share=0.8, recipe_overrides=OVERRIDES, light_below=LIGHT_BELOW),
-    'air2_l': ArchFacts(image_cost={'cpu': 3}, budget_share=0.8, recipe_overrides=OVERRIDES, light_below=LIGHT_BELOW),
 }
 
 
@@ -184,18 +177,3 @@ def air_fer_s(pretrained: bool = False, **kwargs) -> AirFer:
 @register_model
 def air_fer_l(pretrained: bool = False, **kwargs) -> AirFer:
     return _create('air_fer_l', pretrained, **{'widths': (64, 128, 256), **kwargs})
-
-
-@register_model
-def air2(pretrained: bool = False, **kwargs) -> AirFer:
-    return _create('air2', pretrained, **{'stem_stride': 2, **kwargs})
-
-
-@register_model
-def air2_s(pretrained: bool = False, **kwargs) -> AirFer:
-    return _create('air2_s', pretrained, **{'widths': (32, 64, 128), 'stem_stride': 2, **kwargs})
-
-
-@register_model
-def air2_l(pretrained: bool = False, **kwargs) -> AirFer:
-    return _create('air2_l', pretrained, **{'widths': (64, 128, 256), 'stem_stride': 2, **kwargs})
